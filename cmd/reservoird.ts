@@ -1,0 +1,32 @@
+// The daemon executable: flags and environment in, startDaemon, signals wired. Nothing else.
+import { getgrnam } from '../daemon/group.js';
+import { startDaemon } from '../daemon/app.js';
+import { parseDaemonFlags } from '../daemon/flags.js';
+import { createLogger } from '../daemon/log.js';
+
+async function main(): Promise<void> {
+  const flags = parseDaemonFlags(process.argv.slice(2), process.env);
+  const log = createLogger(flags.logLevel);
+  const daemon = await startDaemon({
+    socket: flags.socket,
+    dbPath: flags.dbPath,
+    stateDir: flags.stateDir,
+    cniConfDir: flags.cniConfDir,
+    socketGid: flags.socketGroup === undefined ? undefined : getgrnam(flags.socketGroup),
+    log,
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('reservoird stopping', { signal });
+    daemon.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`reservoird: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

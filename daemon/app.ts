@@ -1,0 +1,86 @@
+// Build the daemon from its parts (fastify's build/listen split): tests call buildDaemon with a
+// temp socket and a temp SQLite file; cmd/reservoird.ts only parses flags and calls it.
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { CniService } from './cni-service.js';
+import { watchConfigDir } from './config-dir.js';
+import { holdersBetween } from './holders.js';
+import { type Logger, silentLogger } from './log.js';
+import { Networks } from './networks.js';
+import { OperatorService } from './operator-service.js';
+import { createApiServer } from './server.js';
+import { prepareSocketPath, secureSocket } from './socket.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
+import { WriteQueue } from './write-queue.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  readonly socket: string;
+  readonly dbPath: string;
+  readonly stateDir: string;
+  /** CNI config directory to learn networks from; undefined disables it. */
+  readonly cniConfDir?: string | undefined;
+  readonly socketGid?: number | undefined;
+  readonly log?: Logger;
+  readonly now?: () => number;
+  /** How often holds expire and leases are reconciled (ms). */
+  readonly sweepIntervalMs?: number;
+  readonly nativeBinding?: string | object;
+}
+
+export interface Daemon {
+  readonly server: Server;
+  readonly store: Store;
+  readonly cni: CniService;
+  readonly operator: OperatorService;
+  readonly queue: WriteQueue;
+  close(): Promise<void>;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const log = options.log ?? silentLogger;
+  const now = options.now ?? Date.now;
+  mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
+  const networks = new Networks(store, log, (network, family, start, end) => holdersBetween(store, network, family, start, end));
+  const cni = new CniService(store, networks, log, now);
+  const operator = new OperatorService(store, networks, log, now);
+  const queue = new WriteQueue(store);
+  const server = createApiServer({ cni, operator, queue, store, log, version: VERSION, stateDir: options.stateDir });
+
+  await prepareSocketPath(options.socket);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.socket, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  secureSocket(options.socket, options.socketGid);
+
+  const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
+  const sweep = setInterval(() => {
+    queue.run(() => operator.expireHolds()).catch((err: unknown) => log.error('hold expiry failed', { error: String(err) }));
+  }, options.sweepIntervalMs ?? 30_000);
+  sweep.unref();
+
+  log.info('reservoird listening', { socket: options.socket, db: options.dbPath, version: VERSION });
+  return {
+    server,
+    store,
+    cni,
+    operator,
+    queue,
+    async close() {
+      clearInterval(sweep);
+      stopWatching();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,248 @@
+// The CNI use cases: ADD, DEL, CHECK, GC, STATUS. Each runs inside one store transaction: the
+// allocator decides, the store records, the transaction commits all range sets or none.
+import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
+import type { IpamResult, ResultIp } from '../src/cni.js';
+import type { IpamConfig, RangeSet } from '../src/config.js';
+import { describeRange } from '../src/config.js';
+import { ReservoirError } from '../src/errors.js';
+import type { CniInvocation } from '../src/invocation.js';
+import type { GcResponse, StatusResponse } from '../src/protocol.js';
+import { allocateNext, placeRequested } from './allocator.js';
+import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup } from './holders.js';
+import type { Logger } from './log.js';
+import type { Networks } from './networks.js';
+import type { LeaseRecord, Store } from './store.js';
+
+export const OFFERED_ALTERNATIVES = 5;
+
+export class CniService {
+  constructor(
+    private readonly store: Store,
+    private readonly networks: Networks,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  add(inv: CniInvocation): IpamResult {
+    return this.store.transaction(() => {
+      const now = this.now();
+      const config = this.networks.register(inv.network, inv.rawIpam, now);
+      const { containerId, ifname } = inv.attachment;
+      const leases = new Map<number, LeaseRecord>();
+      for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) leases.set(lease.rangeSet, lease);
+      const reattached = new Set<number>();
+      if (inv.kind === 'stateful' && inv.app !== undefined) {
+        for (const hold of this.store.leasesOfApp(inv.network, inv.app)) {
+          if (leases.has(hold.rangeSet)) continue;
+          if (hold.containerId !== null) {
+            this.log.warn('stateful app moved to a new container', { network: inv.network, app: inv.app, from: hold.containerId, to: containerId });
+          }
+          this.store.attachLease(inv.network, hold.family, hold.ip, containerId, ifname, inv.netns);
+          leases.set(hold.rangeSet, { ...hold, containerId, ifname, netns: inv.netns, detachedAt: null });
+          reattached.add(hold.rangeSet);
+        }
+      }
+      const requested = this.requestedBySet(config, inv.requestedIps);
+      config.rangeSets.forEach((set, index) => {
+        const current = leases.get(index);
+        const wanted = requested.get(index);
+        if (current) {
+          // A held IP yields to a new explicit request (the operator changed the pod's IP);
+          // a repeated ADD of the same attachment always gets what it already has.
+          if (!(wanted && reattached.has(index) && wanted.value !== current.ip)) return;
+          this.store.deleteLease(inv.network, current.family, current.ip);
+        }
+        const value = wanted ? this.takeRequested(inv, wanted) : this.takeFree(inv, config, set, index);
+        const lease: LeaseRecord = {
+          network: inv.network,
+          family: set.family,
+          ip: value,
+          rangeSet: index,
+          containerId,
+          ifname,
+          netns: inv.netns,
+          app: inv.app ?? null,
+          kind: inv.kind,
+          createdAt: now,
+          detachedAt: null,
+        };
+        this.store.insertLease(lease);
+        leases.set(index, lease);
+      });
+      return resultOf(config, [...leases.values()]);
+    });
+  }
+
+  del(inv: CniInvocation): void {
+    this.store.transaction(() => {
+      this.networks.register(inv.network, inv.rawIpam, this.now());
+      for (const lease of this.store.leasesOfAttachment(inv.network, inv.attachment.containerId, inv.attachment.ifname)) {
+        this.release(lease);
+      }
+    });
+  }
+
+  check(inv: CniInvocation): void {
+    const config = this.store.transaction(() => this.networks.register(inv.network, inv.rawIpam, this.now()));
+    const leases = this.store.leasesOfAttachment(inv.network, inv.attachment.containerId, inv.attachment.ifname);
+    if (leases.length === 0) {
+      throw new ReservoirError(
+        'NO_LEASE',
+        `container ${inv.attachment.containerId} ifname ${inv.attachment.ifname} holds no lease in network "${inv.network}"`,
+      );
+    }
+    if (inv.prevAddresses === undefined) return;
+    const held = resultOf(config, leases).ips.map((ip) => ip.address).sort();
+    const claimed = inv.prevAddresses
+      .map((text) => {
+        try {
+          const parsed = parseIpWithPrefix(text);
+          return formatIpWithPrefix(parsed.ip, parsed.prefix);
+        } catch {
+          throw new ReservoirError('INVALID_CONFIG', `invalid config: prevResult: "${text}" is not an address with a prefix`);
+        }
+      })
+      .sort();
+    if (held.join(',') !== claimed.join(',')) {
+      throw new ReservoirError('LEASE_MISMATCH', `prevResult claims ${claimed.join(', ') || 'no IPs'} but the lease holds ${held.join(', ')}`);
+    }
+  }
+
+  gc(inv: CniInvocation): GcResponse {
+    const valid = new Set((inv.validAttachments ?? []).map((a) => `${a.containerId}\u0000${a.ifname}`));
+    const errors: string[] = [];
+    let released = 0;
+    this.store.transaction(() => {
+      this.networks.register(inv.network, inv.rawIpam, this.now());
+      for (const lease of this.store.attachedLeases(inv.network)) {
+        if (valid.has(`${lease.containerId}\u0000${lease.ifname}`)) continue;
+        try {
+          this.store.transaction(() => this.release(lease));
+          released++;
+        } catch (err) {
+          errors.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
+        }
+      }
+    });
+    if (released > 0) this.log.info('gc released leases', { network: inv.network, released });
+    return { released, errors };
+  }
+
+  status(inv: CniInvocation): StatusResponse {
+    const config = this.store.transaction(() => this.networks.register(inv.network, inv.rawIpam, this.now()));
+    const { leased, reserved } = exclusionsOf(this.store, inv.network);
+    for (const [index, set] of config.rangeSets.entries()) {
+      if (!allocateNext(set, undefined, [leased, reserved])) {
+        return { ready: false, code: 50, msg: `range set ${index} (${set.ranges.map(describeRange).join(', ')}) has no free IP` };
+      }
+    }
+    return { ready: true };
+  }
+
+  /** Stateless leases end; stateful ones stay held by their app. */
+  release(lease: LeaseRecord): void {
+    if (lease.kind === 'stateful') this.store.detachLease(lease.network, lease.family, lease.ip, this.now());
+    else this.store.deleteLease(lease.network, lease.family, lease.ip);
+  }
+
+  private requestedBySet(config: IpamConfig, ips: readonly Ip[]): Map<number, Ip> {
+    const bySet = new Map<number, Ip>();
+    for (const ip of ips) {
+      const problems: string[] = [];
+      const index = config.rangeSets.findIndex((set) => {
+        const placement = placeRequested(set, ip);
+        if ('problem' in placement) problems.push(placement.problem);
+        return 'rangeIndex' in placement;
+      });
+      if (index < 0) {
+        const sameFamily = problems.filter((p) => !p.includes('this range set is IPv'));
+        throw new ReservoirError('IP_NOT_IN_RANGE', `requested IP ${formatValue(ip.family, ip.value)} cannot be allocated: ${(sameFamily.length ? sameFamily : problems).join('; ')}`);
+      }
+      if (bySet.has(index)) {
+        throw new ReservoirError('INVALID_CONFIG', `invalid config: requested IPs ${formatValue(ip.family, bySet.get(index)!.value)} and ${formatValue(ip.family, ip.value)} fall in the same range set ${index}; one IP per range set`);
+      }
+      bySet.set(index, ip);
+    }
+    return bySet;
+  }
+
+  private takeRequested(inv: CniInvocation, ip: Ip): bigint {
+    const holder = this.store.leaseAt(inv.network, ip.family, ip.value);
+    if (!holder) return ip.value;
+    const text = formatValue(ip.family, ip.value);
+    const entry = this.store.reservedCovering(inv.network, ip.family, ip.value);
+    let offer = '';
+    if (entry) {
+      const group = entry.group;
+      const free = freeReservedIps(this.store, inv.network, sameGroup(this.store.listReserved(inv.network), group), OFFERED_ALTERNATIVES);
+      const label = group === null ? 'ungrouped reserved IPs' : `reserved group "${group}"`;
+      offer = free.length
+        ? `; free in ${label}: ${free.map((f) => formatValue(f.family, f.value)).join(', ')}`
+        : `; no free IP left in ${label}`;
+    }
+    throw new ReservoirError('IP_IN_USE', `requested IP ${text} is in use by ${describeLease(holder)}${offer}`);
+  }
+
+  private takeFree(inv: CniInvocation, config: IpamConfig, set: RangeSet, index: number): bigint {
+    const { leased, reserved } = exclusionsOf(this.store, inv.network);
+    if (inv.group !== undefined) {
+      const entries = this.store.listReserved(inv.network);
+      const group = sameGroup(entries, inv.group);
+      if (group.length === 0) {
+        const known = [...new Set(entries.map((e) => e.group).filter((g): g is string => g !== null))];
+        throw new ReservoirError(
+          'UNKNOWN_GROUP',
+          `network "${inv.network}" has no reserved group "${inv.group}"${known.length ? `; groups: ${known.join(', ')}` : '; it has no groups'}`,
+        );
+      }
+      const inSet = group.filter((entry) => entry.family === set.family && set.ranges.some((r) => r.start <= entry.start && entry.end <= r.end));
+      if (inSet.length > 0) {
+        const [free] = freeReservedIps(this.store, inv.network, inSet, 1);
+        if (free) return free.value;
+        const holders = inSet.flatMap((entry) => holdersBetween(this.store, inv.network, entry.family, entry.start, entry.end, 10)).slice(0, 10);
+        throw new ReservoirError(
+          'GROUP_EXHAUSTED',
+          `reserved group "${inv.group}" has no free IPv${set.family} address (${inSet.map((e) => e.entry).join(', ')}); in use by ${holders.join(', ')}`,
+        );
+      }
+    }
+    const cursor = this.store.getCursor(inv.network, index);
+    const found = allocateNext(set, cursor, [leased, reserved]);
+    if (!found) throw this.exhausted(inv.network, set, index);
+    this.store.setCursor(inv.network, index, set.family, found.value);
+    return found.value;
+  }
+
+  private exhausted(network: string, set: RangeSet, index: number): ReservoirError {
+    let leasedCount = 0;
+    let reservedFree = 0n;
+    for (const range of set.ranges) {
+      leasedCount += this.store.countLeasesBetween(network, set.family, range.start, range.end);
+      for (const entry of this.store.listReserved(network)) {
+        if (entry.family !== set.family || entry.end < range.start || entry.start > range.end) continue;
+        reservedFree += entry.end - entry.start + 1n - BigInt(this.store.countLeasesBetween(network, set.family, entry.start, entry.end));
+      }
+    }
+    return new ReservoirError(
+      'POOL_EXHAUSTED',
+      `no free IP in range set ${index} of network "${network}" (${set.ranges.map(describeRange).join(', ')}): ${leasedCount} leased, ${reservedFree} reserved IPs free but given only on request; widen the range or release leases (reservoirctl leases ${network})`,
+    );
+  }
+}
+
+export function resultOf(config: IpamConfig, leases: readonly LeaseRecord[]): IpamResult {
+  const ips: ResultIp[] = [...leases]
+    .sort((a, b) => a.rangeSet - b.rangeSet)
+    .map((lease) => {
+      const range = config.rangeSets[lease.rangeSet]?.ranges.find((r) => r.subnet.family === lease.family && cidrContains(r.subnet, { family: lease.family, value: lease.ip }));
+      const prefix = range?.subnet.prefix ?? (lease.family === 4 ? 32 : 128);
+      const ip: { address: string; gateway?: string } = { address: formatIpWithPrefix({ family: lease.family, value: lease.ip }, prefix) };
+      if (range?.gateway !== undefined) ip.gateway = formatValue(lease.family, range.gateway);
+      return ip;
+    });
+  const result: { ips: ResultIp[]; routes: IpamConfig['routes']; dns?: IpamConfig['dns'] } = { ips, routes: config.routes };
+  if (config.dns) result.dns = config.dns;
+  return result;
+}
+
+

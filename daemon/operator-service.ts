@@ -1,0 +1,255 @@
+// The operator's use cases: usage, leases, reserved entries, releasing stateful holds.
+// The rule that matters most: a reserved entry that covers an IP in use can neither shrink away
+// from it, change its group, nor disappear; the refusal names every holder.
+import { formatValue } from '../src/address.js';
+import type { IpamConfig } from '../src/config.js';
+import { checkReservedPlacement, describeInterval, parseGroupName, parseReservedEntry } from '../src/config.js';
+import { ReservoirError } from '../src/errors.js';
+import type {
+  LeaseView,
+  ReleaseResponse,
+  ReservedChangeBody,
+  ReservedEntryView,
+  ReservedIpView,
+  ReservedListResponse,
+  UsageView,
+} from '../src/protocol.js';
+import { describeLease, freeReservedIps, holdersBetween } from './holders.js';
+import type { Logger } from './log.js';
+import type { Networks } from './networks.js';
+import type { LeaseRecord, ReservedRecord, Store } from './store.js';
+
+export const MAX_FREE_LISTED = 1024;
+
+export class OperatorService {
+  constructor(
+    private readonly store: Store,
+    private readonly networks: Networks,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  usage(network: string | undefined): UsageView[] {
+    const names = network === undefined ? this.networks.names() : [network];
+    return names.map((name) => {
+      const config = this.networks.get(name);
+      const reserved = this.store.listReserved(name);
+      const counts = this.store.countLeases(name);
+      let reservedTotal = 0n;
+      let reservedUsed = 0;
+      for (const entry of reserved) {
+        reservedTotal += entry.end - entry.start + 1n;
+        reservedUsed += this.store.countLeasesBetween(name, entry.family, entry.start, entry.end);
+      }
+      return {
+        network: name,
+        size: sizeOf(config).toString(),
+        dynamicInUse: counts.total - reservedUsed,
+        reservedTotal: reservedTotal.toString(),
+        reservedUsed,
+        reservedFree: (reservedTotal - BigInt(reservedUsed)).toString(),
+        held: counts.held,
+        attached: counts.total - counts.held,
+      };
+    });
+  }
+
+  leases(network: string | undefined): LeaseView[] {
+    if (network !== undefined) this.networks.get(network);
+    const now = this.now();
+    return this.store.listLeases(network).map((lease) => ({
+      network: lease.network,
+      ip: formatValue(lease.family, lease.ip),
+      containerId: lease.containerId,
+      ifname: lease.ifname,
+      app: lease.app,
+      kind: lease.kind,
+      state: lease.containerId === null ? 'held' : 'attached',
+      reserved: this.store.reservedCovering(lease.network, lease.family, lease.ip) !== undefined,
+      createdAt: lease.createdAt,
+      ageSeconds: Math.max(0, Math.round((now - lease.createdAt) / 1000)),
+    }));
+  }
+
+  reservedList(network: string, filter: 'all' | 'free' | 'used'): ReservedListResponse {
+    this.networks.get(network);
+    const entries = this.store.listReserved(network);
+    const ips: Array<{ order: bigint; family: number; view: ReservedIpView }> = [];
+    if (filter !== 'free') {
+      for (const entry of entries) {
+        for (const lease of this.store.leasesBetween(network, entry.family, entry.start, entry.end, Number.MAX_SAFE_INTEGER)) {
+          ips.push({ order: lease.ip, family: entry.family, view: ipView(entry, lease, lease.ip) });
+        }
+      }
+    }
+    let freeTruncated = false;
+    if (filter !== 'used') {
+      const free = freeReservedIps(this.store, network, entries, MAX_FREE_LISTED + 1);
+      freeTruncated = free.length > MAX_FREE_LISTED;
+      for (const f of free.slice(0, MAX_FREE_LISTED)) ips.push({ order: f.value, family: f.family, view: ipView(f.entry, undefined, f.value) });
+    }
+    ips.sort((a, b) => a.family - b.family || (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+    return {
+      network,
+      entries: entries.map((entry) => this.entryView(entry)),
+      ips: ips.map((item) => item.view),
+      freeTruncated,
+      conflicts: this.networks.conflicts.get(network) ?? [],
+    };
+  }
+
+  reservedAdd(network: string, body: ReservedChangeBody): ReservedEntryView {
+    return this.store.transaction(() => {
+      const config = this.networks.get(network);
+      const interval = parseReservedEntry(body.entry, 'entry');
+      this.checkPlacement(network, config, interval, undefined);
+      const record = {
+        network,
+        ...interval,
+        group: body.group === undefined || body.group === null ? null : parseGroupName(body.group, 'group'),
+        note: parseNote(body.note),
+        source: 'operator' as const,
+        entry: body.entry.trim(),
+      };
+      this.store.insertReserved(record, this.now());
+      this.log.info('reserved entry added', { network, entry: record.entry, group: record.group });
+      return this.entryView(this.findEntry(network, body.entry));
+    });
+  }
+
+  reservedSet(network: string, body: ReservedChangeBody): ReservedEntryView {
+    return this.store.transaction(() => {
+      const config = this.networks.get(network);
+      const current = this.findEntry(network, body.entry);
+      const target = body.to === undefined ? current : { ...parseReservedEntry(body.to, 'to') };
+      const group = body.group === undefined ? current.group : body.group === null ? null : parseGroupName(body.group, 'group');
+      const note = body.note === undefined ? current.note : parseNote(body.note);
+      // IPs that leave the entry, or all of them when the group changes, must be free.
+      const leaving: Array<[bigint, bigint]> = [];
+      if (group !== current.group || target.family !== current.family) leaving.push([current.start, current.end]);
+      else {
+        if (target.start > current.start) leaving.push([current.start, min(current.end, target.start - 1n)]);
+        if (target.end < current.end) leaving.push([max(current.start, target.end + 1n), current.end]);
+      }
+      const holders = leaving.flatMap(([start, end]) => holdersBetween(this.store, network, current.family, start, end));
+      if (holders.length > 0) {
+        throw new ReservoirError(
+          'RESERVED_IN_USE',
+          `cannot change reserved entry "${current.entry}" in network "${network}": IPs it would ${group !== current.group ? 'regroup' : 'drop'} are in use by ${holders.join(', ')}; release them first`,
+        );
+      }
+      this.checkPlacement(network, config, target, current.id);
+      const entry = body.to === undefined ? current.entry : body.to.trim();
+      this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry });
+      this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group });
+      return this.entryView(this.findEntry(network, entry));
+    });
+  }
+
+  reservedRemove(network: string, entryText: string): ReservedEntryView {
+    return this.store.transaction(() => {
+      this.networks.get(network);
+      const entry = this.findEntry(network, entryText);
+      const holders = holdersBetween(this.store, network, entry.family, entry.start, entry.end);
+      if (holders.length > 0) {
+        throw new ReservoirError(
+          'RESERVED_IN_USE',
+          `cannot delete reserved entry "${entry.entry}" in network "${network}": in use by ${holders.join(', ')}; release them first`,
+        );
+      }
+      const view = this.entryView(entry);
+      this.store.deleteReserved(entry.id);
+      this.log.info('reserved entry removed', { network, entry: entry.entry });
+      return view;
+    });
+  }
+
+  release(network: string, app: string): ReleaseResponse {
+    return this.store.transaction(() => {
+      this.networks.get(network);
+      const holds = this.store.leasesOfApp(network, app);
+      if (holds.length === 0) throw new ReservoirError('UNKNOWN_HOLD', `no stateful app "${app}" holds an IP in network "${network}" (see reservoirctl leases ${network})`);
+      const attached = holds.find((h) => h.containerId !== null);
+      if (attached) {
+        throw new ReservoirError('HOLD_ATTACHED', `app "${app}" is still attached (${describeLease(attached)}); delete the pod first, then release`);
+      }
+      for (const hold of holds) this.store.deleteLease(network, hold.family, hold.ip);
+      this.log.info('stateful hold released', { network, app, by: 'operator' });
+      return { released: holds.map((h) => formatValue(h.family, h.ip)) };
+    });
+  }
+
+  /** Free detached stateful holds older than their network's holdFor. Returns how many. */
+  expireHolds(): number {
+    let expired = 0;
+    for (const name of this.networks.names()) {
+      const config = this.networks.get(name);
+      if (config.holdForMs === undefined) continue;
+      for (const hold of this.store.detachedBefore(name, this.now() - config.holdForMs)) {
+        this.store.deleteLease(name, hold.family, hold.ip);
+        this.log.info('stateful hold expired', { network: name, app: hold.app, ip: formatValue(hold.family, hold.ip) });
+        expired++;
+      }
+    }
+    return expired;
+  }
+
+  private findEntry(network: string, text: string): ReservedRecord {
+    const interval = parseReservedEntry(text, 'entry');
+    const entry = this.store.listReserved(network).find((r) => r.family === interval.family && r.start === interval.start && r.end === interval.end);
+    if (!entry) throw new ReservoirError('UNKNOWN_RESERVED', `network "${network}" has no reserved entry "${text}" (see reservoirctl reserved list ${network})`);
+    return entry;
+  }
+
+  private checkPlacement(network: string, config: IpamConfig, interval: { family: 4 | 6; start: bigint; end: bigint }, ignoreId: number | undefined): void {
+    const problem = checkReservedPlacement(interval, config.rangeSets);
+    if (problem) throw new ReservoirError('RESERVED_CONFLICT', `${problem}`);
+    const clash = this.store
+      .listReserved(network)
+      .find((r) => r.id !== ignoreId && r.family === interval.family && r.start <= interval.end && interval.start <= r.end);
+    if (clash) throw new ReservoirError('RESERVED_CONFLICT', `${describeInterval(interval)} overlaps the reserved entry "${clash.entry}"`);
+  }
+
+  private entryView(entry: ReservedRecord): ReservedEntryView {
+    return {
+      entry: entry.entry,
+      group: entry.group,
+      note: entry.note,
+      source: entry.source,
+      size: (entry.end - entry.start + 1n).toString(),
+      used: this.store.countLeasesBetween(entry.network, entry.family, entry.start, entry.end),
+    };
+  }
+}
+
+function ipView(entry: ReservedRecord, lease: LeaseRecord | undefined, value: bigint): ReservedIpView {
+  return {
+    ip: formatValue(entry.family, value),
+    entry: entry.entry,
+    group: entry.group,
+    state: lease === undefined ? 'free' : lease.containerId === null ? 'held' : 'leased',
+    attachment: lease?.containerId ? `${lease.containerId}/${lease.ifname}` : null,
+    app: lease?.app ?? null,
+    kind: lease?.kind ?? null,
+  };
+}
+
+function sizeOf(config: IpamConfig): bigint {
+  let size = 0n;
+  for (const set of config.rangeSets) {
+    for (const range of set.ranges) {
+      size += range.end - range.start + 1n;
+      if (range.gateway !== undefined && range.gateway >= range.start && range.gateway <= range.end) size -= 1n;
+    }
+  }
+  return size;
+}
+
+function parseNote(note: string | null | undefined): string | null {
+  if (note === undefined || note === null) return null;
+  if (typeof note !== 'string' || note.length > 256) throw new ReservoirError('BAD_REQUEST', 'note must be a string of at most 256 characters');
+  return note;
+}
+
+const min = (a: bigint, b: bigint) => (a < b ? a : b);
+const max = (a: bigint, b: bigint) => (a > b ? a : b);

@@ -1,0 +1,263 @@
+// HTTP/1.1 + JSON over the unix socket. Routing goes through one table (protocol.ts ROUTES ->
+// handler); the handlers only decode and validate input, then call a service. Request bodies
+// are bounded, slow clients time out, unknown paths get a JSON 404.
+import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { join } from 'node:path';
+import { ReservoirError, asReservoirError } from '../src/errors.js';
+import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
+import { MAX_BODY_BYTES, PROTOCOL_VERSION, ROUTES, type ReservedChangeBody, type RouteName } from '../src/protocol.js';
+import type { CniService } from './cni-service.js';
+import type { Logger } from './log.js';
+import type { OperatorService } from './operator-service.js';
+import type { Store } from './store.js';
+import type { WriteQueue } from './write-queue.js';
+
+export interface ServerDeps {
+  readonly cni: CniService;
+  readonly operator: OperatorService;
+  readonly queue: WriteQueue;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly version: string;
+  /** Where the daemon may write temporary files (backups); never taken from a request. */
+  readonly stateDir: string;
+}
+
+interface Call {
+  readonly params: Record<string, string>;
+  readonly query: URLSearchParams;
+  readonly body: unknown;
+}
+
+/** A handler answers with a JSON value, or with a file to stream (backups). */
+type Answer = unknown | { readonly stream: string; readonly cleanup: () => Promise<void> };
+type Handler = (call: Call) => Answer | Promise<Answer>;
+
+const startedAt = Date.now();
+
+function objectBody(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ReservoirError('BAD_REQUEST', 'the request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+function stringField(body: Record<string, unknown>, key: string, optional = false): string | undefined {
+  const value = body[key];
+  if (value === undefined && optional) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+    throw new ReservoirError('BAD_REQUEST', `"${key}" must be a non-empty string of at most 256 characters`);
+  }
+  return value;
+}
+
+function nullableString(body: Record<string, unknown>, key: string): string | null | undefined {
+  const value = body[key];
+  if (value === undefined || value === null) return value as null | undefined;
+  return stringField(body, key);
+}
+
+function cniInvocation(command: LeaseCommand, body: unknown) {
+  const { env, config } = objectBody(body);
+  if (env === null || typeof env !== 'object' || Array.isArray(env)) throw new ReservoirError('BAD_REQUEST', '"env" must be an object of CNI_* strings');
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && typeof value !== 'string') throw new ReservoirError('BAD_REQUEST', `env.${key} must be a string`);
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new ReservoirError('DECODE_FAILURE', '"config" must be the network configuration object');
+  }
+  return parseInvocation(command, env as Record<string, string>, config as Record<string, unknown>);
+}
+
+function reservedChange(body: unknown): ReservedChangeBody {
+  const obj = objectBody(body);
+  const change: { entry: string; to?: string; group?: string | null; note?: string | null } = { entry: stringField(obj, 'entry')! };
+  const to = stringField(obj, 'to', true);
+  if (to !== undefined) change.to = to;
+  const group = nullableString(obj, 'group');
+  if (group !== undefined) change.group = group;
+  const note = nullableString(obj, 'note');
+  if (note !== undefined) change.note = note;
+  return change;
+}
+
+function filterOf(query: URLSearchParams): 'all' | 'free' | 'used' {
+  const state = query.get('state') ?? 'all';
+  if (state !== 'all' && state !== 'free' && state !== 'used') throw new ReservoirError('BAD_REQUEST', 'state must be all, free or used');
+  return state;
+}
+
+export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
+  const { cni, operator, queue, store } = deps;
+  let backups = 0;
+  return {
+    cniAdd: ({ body }) => {
+      const inv = cniInvocation('ADD', body);
+      return queue.run(() => ({ result: cni.add(inv) }));
+    },
+    cniDel: ({ body }) => {
+      const inv = cniInvocation('DEL', body);
+      return queue.run(() => (cni.del(inv), {}));
+    },
+    cniCheck: ({ body }) => {
+      const inv = cniInvocation('CHECK', body);
+      return queue.run(() => (cni.check(inv), {}));
+    },
+    cniGc: ({ body }) => {
+      const inv = cniInvocation('GC', body);
+      return queue.run(() => cni.gc(inv));
+    },
+    cniStatus: ({ body }) => {
+      const inv = cniInvocation('STATUS', body);
+      return queue.run(() => cni.status(inv));
+    },
+    health: () => {
+      const counts = store.countLeases(undefined);
+      return {
+        ok: true,
+        version: deps.version,
+        protocol: PROTOCOL_VERSION,
+        pid: process.pid,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        networks: store.listNetworks().length,
+        leases: counts.total,
+        batches: queue.stats,
+      };
+    },
+    usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),
+    leases: ({ query }) => ({ leases: operator.leases(query.get('network') ?? undefined) }),
+    reservedList: ({ params, query }) => operator.reservedList(params.network!, filterOf(query)),
+    reservedAdd: ({ params, body }) => {
+      const change = reservedChange(body);
+      return queue.run(() => operator.reservedAdd(params.network!, change));
+    },
+    reservedSet: ({ params, body }) => {
+      const change = reservedChange(body);
+      return queue.run(() => operator.reservedSet(params.network!, change));
+    },
+    reservedRemove: ({ params, query }) => {
+      const entry = query.get('entry');
+      if (!entry) throw new ReservoirError('BAD_REQUEST', 'give the entry to remove as ?entry=');
+      return queue.run(() => operator.reservedRemove(params.network!, entry));
+    },
+    release: ({ body }) => {
+      const obj = objectBody(body);
+      const network = stringField(obj, 'network')!;
+      const app = stringField(obj, 'app')!;
+      return queue.run(() => operator.release(network, app));
+    },
+    backup: async () => {
+      const path = join(deps.stateDir, `.backup-${process.pid}-${++backups}.db`);
+      await store.backupTo(path);
+      return { stream: path, cleanup: () => unlink(path).catch(() => undefined) };
+    },
+  };
+}
+
+interface CompiledRoute {
+  readonly method: string;
+  readonly parts: readonly string[];
+  readonly handler: Handler;
+}
+
+function compile(handlers: Record<RouteName, Handler>): CompiledRoute[] {
+  return (Object.keys(ROUTES) as RouteName[]).map((name) => ({
+    method: ROUTES[name].method,
+    parts: ROUTES[name].path.split('/'),
+    handler: handlers[name],
+  }));
+}
+
+function match(routes: readonly CompiledRoute[], method: string, path: string): { handler: Handler; params: Record<string, string> } | undefined {
+  const parts = path.split('/');
+  for (const route of routes) {
+    if (route.method !== method || route.parts.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < parts.length && ok; i++) {
+      const pattern = route.parts[i]!;
+      if (pattern.startsWith(':')) {
+        try {
+          params[pattern.slice(1)] = decodeURIComponent(parts[i]!);
+        } catch {
+          ok = false;
+        }
+      } else ok = pattern === parts[i];
+    }
+    if (ok) return { handler: route.handler, params };
+  }
+  return undefined;
+}
+
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      reject(new ReservoirError('REQUEST_TOO_LARGE', `request body of ${declared} bytes is over the ${MAX_BODY_BYTES}-byte limit`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new ReservoirError('REQUEST_TOO_LARGE', `request body is over the ${MAX_BODY_BYTES}-byte limit`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      if (size === 0) return resolve(undefined);
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch (err) {
+        reject(new ReservoirError('DECODE_FAILURE', `the request body is not JSON: ${(err as Error).message}`));
+      }
+    });
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body, (_key, value) => (typeof value === 'bigint' ? value.toString() : value));
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function createApiServer(deps: ServerDeps): Server {
+  const routes = compile(buildHandlers(deps));
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://reservoird');
+    const found = match(routes, req.method ?? 'GET', url.pathname);
+    try {
+      if (!found) throw new ReservoirError('NOT_FOUND', `no such endpoint: ${req.method} ${url.pathname}`);
+      const body = await readBody(req);
+      const answer = await found.handler({ params: found.params, query: url.searchParams, body });
+      if (answer && typeof answer === 'object' && 'stream' in answer) {
+        const { stream, cleanup } = answer as { stream: string; cleanup: () => Promise<void> };
+        res.writeHead(200, { 'content-type': 'application/vnd.sqlite3' });
+        createReadStream(stream)
+          .on('error', () => res.destroy())
+          .on('close', () => void cleanup())
+          .pipe(res);
+        return;
+      }
+      send(res, 200, answer);
+    } catch (err) {
+      const error = asReservoirError(err);
+      if (error.codeName === 'INTERNAL') deps.log.error('request failed', { path: url.pathname, error: String((err as Error)?.stack ?? err) });
+      send(res, error.http, error.toJSON());
+      if (error.codeName === 'REQUEST_TOO_LARGE') req.destroy();
+    }
+  });
+  // A client that opens the socket and stalls must not hold the daemon's resources.
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 15_000;
+  server.keepAliveTimeout = 5_000;
+  server.timeout = 30_000;
+  return server;
+}

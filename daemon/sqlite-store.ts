@@ -1,0 +1,433 @@
+// The Store on SQLite (better-sqlite3): WAL, synchronous=FULL so a committed ADD survives a power
+// cut, prepared statements only, versioned migrations. Addresses are fixed-width hex text, which
+// sorts like the numbers, so "the run of leases containing x" is one index probe.
+import Database from 'better-sqlite3';
+import { type Family, fromKey, toKey } from '../src/address.js';
+import type { AppKind } from '../src/config.js';
+import { ReservoirError } from '../src/errors.js';
+import type { Span } from './allocator.js';
+import { loadSqliteAddon } from './native-addon.js';
+import type { LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
+
+/** Each entry upgrades the schema by one version; never edit a released one, append instead. */
+export const MIGRATIONS: readonly string[] = [
+  // 1: networks, leases (one row per leased IP: the primary key forbids two holders), runs of
+  // leased addresses for next-free search, round-robin cursors, reserved entries.
+  `
+  CREATE TABLE networks (
+    name TEXT PRIMARY KEY,
+    ipam TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE leases (
+    network TEXT NOT NULL,
+    family INTEGER NOT NULL CHECK (family IN (4, 6)),
+    ip TEXT NOT NULL,
+    range_set INTEGER NOT NULL,
+    container_id TEXT,
+    ifname TEXT,
+    netns TEXT,
+    app TEXT,
+    kind TEXT NOT NULL CHECK (kind IN ('stateless', 'stateful')),
+    created_at INTEGER NOT NULL,
+    detached_at INTEGER,
+    PRIMARY KEY (network, family, ip),
+    CHECK ((container_id IS NULL) = (ifname IS NULL)),
+    CHECK (container_id IS NOT NULL OR (kind = 'stateful' AND app IS NOT NULL))
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX leases_by_attachment ON leases (network, container_id, ifname, range_set) WHERE container_id IS NOT NULL;
+  CREATE UNIQUE INDEX leases_by_stateful_app ON leases (network, app, range_set) WHERE kind = 'stateful';
+  CREATE INDEX leases_detached ON leases (network, detached_at) WHERE detached_at IS NOT NULL;
+  CREATE TABLE occupied (
+    network TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    start_ip TEXT NOT NULL,
+    end_ip TEXT NOT NULL,
+    PRIMARY KEY (network, family, start_ip)
+  ) WITHOUT ROWID;
+  CREATE TABLE cursors (
+    network TEXT NOT NULL,
+    range_set INTEGER NOT NULL,
+    ip TEXT NOT NULL,
+    PRIMARY KEY (network, range_set)
+  ) WITHOUT ROWID;
+  CREATE TABLE reserved (
+    id INTEGER PRIMARY KEY,
+    network TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    start_ip TEXT NOT NULL,
+    end_ip TEXT NOT NULL,
+    grp TEXT,
+    note TEXT,
+    source TEXT NOT NULL CHECK (source IN ('config', 'operator')),
+    entry TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (network, family, start_ip)
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+interface LeaseRow {
+  network: string;
+  family: number;
+  ip: string;
+  range_set: number;
+  container_id: string | null;
+  ifname: string | null;
+  netns: string | null;
+  app: string | null;
+  kind: string;
+  created_at: number;
+  detached_at: number | null;
+}
+
+interface ReservedRow {
+  id: number;
+  network: string;
+  family: number;
+  start_ip: string;
+  end_ip: string;
+  grp: string | null;
+  note: string | null;
+  source: string;
+  entry: string;
+}
+
+const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at';
+
+function toLease(row: LeaseRow): LeaseRecord {
+  return {
+    network: row.network,
+    family: row.family as Family,
+    ip: fromKey(row.ip),
+    rangeSet: row.range_set,
+    containerId: row.container_id,
+    ifname: row.ifname,
+    netns: row.netns,
+    app: row.app,
+    kind: row.kind as AppKind,
+    createdAt: row.created_at,
+    detachedAt: row.detached_at,
+  };
+}
+
+function toReserved(row: ReservedRow): ReservedRecord {
+  return {
+    id: row.id,
+    network: row.network,
+    family: row.family as Family,
+    start: fromKey(row.start_ip),
+    end: fromKey(row.end_ip),
+    group: row.grp,
+    note: row.note,
+    source: row.source as 'config' | 'operator',
+    entry: row.entry,
+  };
+}
+
+/** Turn SQLite's failures into errors an operator can act on; SQLite codes stay in here. */
+export function storeError(err: unknown, path: string): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return err;
+  const message = (err as Error).message;
+  if (code.startsWith('SQLITE_FULL')) {
+    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} cannot grow: the disk is full; nothing was written`, message, { cause: err });
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM')) {
+    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} cannot be written (${code}); check the disk and the state directory's permissions; nothing was written`, message, { cause: err });
+  }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} is locked by another process; only reservoird may open it`, message, { cause: err });
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
+    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} is corrupt (${code}); restore a backup (see README, "Backup and restore")`, message, { cause: err });
+  }
+  return new ReservoirError('INTERNAL', `the lease store failed: ${message}`, code, { cause: err });
+}
+
+export interface SqliteStoreOptions {
+  readonly path: string;
+  /** Overrides where better-sqlite3's native addon comes from (tests, packaging). */
+  readonly nativeBinding?: string | object;
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly path: string;
+  private readonly sql: ReturnType<typeof prepareStatements>;
+
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
+    this.path = path;
+    this.sql = prepareStatements(db);
+  }
+
+  /** Open (creating if needed) and migrate. Refuses a corrupt file or one from a newer reservoird. */
+  static open(options: SqliteStoreOptions): SqliteStore {
+    const path = options.path;
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { nativeBinding: options.nativeBinding ?? loadSqliteAddon() } as Database.Options);
+      db.pragma('busy_timeout = 5000');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      migrate(db, path);
+      return new SqliteStore(db, path);
+    } catch (err) {
+      db?.close();
+      throw storeError(err, path);
+    }
+  }
+
+  transaction<T>(fn: () => T): T {
+    try {
+      const tx = this.db.transaction(fn);
+      return this.db.inTransaction ? tx() : tx.immediate();
+    } catch (err) {
+      throw storeError(err, this.path);
+    }
+  }
+
+  batch(units: ReadonlyArray<() => void>): void {
+    this.transaction(() => {
+      for (const unit of units) unit();
+    });
+  }
+
+  getNetwork(name: string): NetworkRecord | undefined {
+    const row = this.sql.getNetwork.get(name) as { name: string; ipam: string; updated_at: number } | undefined;
+    return row && { name: row.name, ipam: row.ipam, updatedAt: row.updated_at };
+  }
+
+  putNetwork(name: string, ipam: string, now: number): void {
+    this.sql.putNetwork.run(name, ipam, now, now);
+  }
+
+  listNetworks(): NetworkRecord[] {
+    return (this.sql.listNetworks.all() as Array<{ name: string; ipam: string; updated_at: number }>).map((row) => ({
+      name: row.name,
+      ipam: row.ipam,
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  leasesOfAttachment(network: string, containerId: string, ifname: string): LeaseRecord[] {
+    return (this.sql.leasesOfAttachment.all(network, containerId, ifname) as LeaseRow[]).map(toLease);
+  }
+
+  leasesOfApp(network: string, app: string): LeaseRecord[] {
+    return (this.sql.leasesOfApp.all(network, app) as LeaseRow[]).map(toLease);
+  }
+
+  leaseAt(network: string, family: Family, ip: bigint): LeaseRecord | undefined {
+    const row = this.sql.leaseAt.get(network, family, toKey(family, ip)) as LeaseRow | undefined;
+    return row && toLease(row);
+  }
+
+  leasesBetween(network: string, family: Family, start: bigint, end: bigint, limit: number): LeaseRecord[] {
+    return (this.sql.leasesBetween.all(network, family, toKey(family, start), toKey(family, end), limit) as LeaseRow[]).map(toLease);
+  }
+
+  countLeasesBetween(network: string, family: Family, start: bigint, end: bigint): number {
+    return (this.sql.countBetween.get(network, family, toKey(family, start), toKey(family, end)) as { n: number }).n;
+  }
+
+  listLeases(network: string | undefined): LeaseRecord[] {
+    const rows = network === undefined ? this.sql.allLeases.all() : this.sql.leasesOfNetwork.all(network);
+    return (rows as LeaseRow[]).map(toLease);
+  }
+
+  countLeases(network: string | undefined): { total: number; held: number } {
+    const row = (network === undefined ? this.sql.countAll.get() : this.sql.countNetwork.get(network)) as { total: number; held: number | null };
+    return { total: row.total, held: row.held ?? 0 };
+  }
+
+  attachedLeases(network: string): LeaseRecord[] {
+    return (this.sql.attachedLeases.all(network) as LeaseRow[]).map(toLease);
+  }
+
+  detachedBefore(network: string, cutoff: number): LeaseRecord[] {
+    return (this.sql.detachedBefore.all(network, cutoff) as LeaseRow[]).map(toLease);
+  }
+
+  insertLease(lease: LeaseRecord): void {
+    const key = toKey(lease.family, lease.ip);
+    this.sql.insertLease.run(
+      lease.network,
+      lease.family,
+      key,
+      lease.rangeSet,
+      lease.containerId,
+      lease.ifname,
+      lease.netns,
+      lease.app,
+      lease.kind,
+      lease.createdAt,
+      lease.detachedAt,
+    );
+    this.markOccupied(lease.network, lease.family, lease.ip);
+  }
+
+  deleteLease(network: string, family: Family, ip: bigint): void {
+    const { changes } = this.sql.deleteLease.run(network, family, toKey(family, ip));
+    if (changes > 0) this.markFree(network, family, ip);
+  }
+
+  detachLease(network: string, family: Family, ip: bigint, now: number): void {
+    this.sql.detachLease.run(now, network, family, toKey(family, ip));
+  }
+
+  attachLease(network: string, family: Family, ip: bigint, containerId: string, ifname: string, netns: string | null): void {
+    this.sql.attachLease.run(containerId, ifname, netns, network, family, toKey(family, ip));
+  }
+
+  occupiedCovering(network: string, family: Family, x: bigint): Span | undefined {
+    const row = this.sql.runAtOrBefore.get(network, family, toKey(family, x)) as { start_ip: string; end_ip: string } | undefined;
+    if (!row) return undefined;
+    const end = fromKey(row.end_ip);
+    return end >= x ? { start: fromKey(row.start_ip), end } : undefined;
+  }
+
+  getCursor(network: string, rangeSet: number): bigint | undefined {
+    const row = this.sql.getCursor.get(network, rangeSet) as { ip: string } | undefined;
+    return row && fromKey(row.ip);
+  }
+
+  setCursor(network: string, rangeSet: number, family: Family, ip: bigint): void {
+    this.sql.setCursor.run(network, rangeSet, toKey(family, ip));
+  }
+
+  listReserved(network: string): ReservedRecord[] {
+    return (this.sql.listReserved.all(network) as ReservedRow[]).map(toReserved);
+  }
+
+  reservedCovering(network: string, family: Family, x: bigint): ReservedRecord | undefined {
+    const row = this.sql.reservedAtOrBefore.get(network, family, toKey(family, x)) as ReservedRow | undefined;
+    if (!row) return undefined;
+    const record = toReserved(row);
+    return record.end >= x ? record : undefined;
+  }
+
+  insertReserved(record: Omit<ReservedRecord, 'id'>, now: number): void {
+    this.sql.insertReserved.run(
+      record.network,
+      record.family,
+      toKey(record.family, record.start),
+      toKey(record.family, record.end),
+      record.group,
+      record.note,
+      record.source,
+      record.entry,
+      now,
+    );
+  }
+
+  updateReserved(id: number, record: Omit<ReservedRecord, 'id' | 'network' | 'source'>): void {
+    this.sql.updateReserved.run(
+      record.family,
+      toKey(record.family, record.start),
+      toKey(record.family, record.end),
+      record.group,
+      record.note,
+      record.entry,
+      id,
+    );
+  }
+
+  deleteReserved(id: number): void {
+    this.sql.deleteReserved.run(id);
+  }
+
+  async backupTo(path: string): Promise<void> {
+    try {
+      await this.db.backup(path);
+    } catch (err) {
+      throw storeError(err, this.path);
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Keep `occupied` as maximal runs: merge x with the runs ending at x-1 and starting at x+1. */
+  private markOccupied(network: string, family: Family, x: bigint): void {
+    const left = this.occupiedCovering(network, family, x - 1n);
+    const rightKey = toKey(family, x + 1n);
+    const right = this.sql.runStartingAt.get(network, family, rightKey) as { end_ip: string } | undefined;
+    if (right) this.sql.deleteRun.run(network, family, rightKey);
+    const end = right ? right.end_ip : toKey(family, x);
+    if (left) this.sql.setRunEnd.run(end, network, family, toKey(family, left.start));
+    else this.sql.insertRun.run(network, family, toKey(family, x), end);
+  }
+
+  /** Split the run containing x around it. */
+  private markFree(network: string, family: Family, x: bigint): void {
+    const run = this.occupiedCovering(network, family, x);
+    if (!run) return;
+    const startKey = toKey(family, run.start);
+    if (run.start === x) this.sql.deleteRun.run(network, family, startKey);
+    else this.sql.setRunEnd.run(toKey(family, x - 1n), network, family, startKey);
+    if (run.end > x) this.sql.insertRun.run(network, family, toKey(family, x + 1n), toKey(family, run.end));
+  }
+}
+
+function migrate(db: Database.Database, path: string): void {
+  // Reading the header first makes a non-database file fail here, before anything is written.
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new ReservoirError(
+      'STORE_UNAVAILABLE',
+      `the lease store ${path} has schema version ${current}, newer than this reservoird understands (${SCHEMA_VERSION}); upgrade reservoird or restore a backup; the file was not touched`,
+    );
+  }
+  for (let version = current; version < SCHEMA_VERSION; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    }).immediate();
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    getNetwork: db.prepare('SELECT name, ipam, updated_at FROM networks WHERE name = ?'),
+    putNetwork: db.prepare(
+      'INSERT INTO networks (name, ipam, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET ipam = excluded.ipam, updated_at = excluded.updated_at',
+    ),
+    listNetworks: db.prepare('SELECT name, ipam, updated_at FROM networks ORDER BY name'),
+    leasesOfAttachment: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id = ? AND ifname = ? ORDER BY range_set`),
+    leasesOfApp: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND app = ? AND kind = 'stateful' ORDER BY range_set`),
+    leaseAt: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip = ?`),
+    leasesBetween: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ? ORDER BY ip LIMIT ?`),
+    countBetween: db.prepare('SELECT count(*) AS n FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ?'),
+    allLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases ORDER BY network, family, ip`),
+    leasesOfNetwork: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? ORDER BY family, ip`),
+    countAll: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases'),
+    countNetwork: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ?'),
+    attachedLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL`),
+    detachedBefore: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND detached_at IS NOT NULL AND detached_at < ?`),
+    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    deleteLease: db.prepare('DELETE FROM leases WHERE network = ? AND family = ? AND ip = ?'),
+    detachLease: db.prepare('UPDATE leases SET container_id = NULL, ifname = NULL, netns = NULL, detached_at = ? WHERE network = ? AND family = ? AND ip = ?'),
+    attachLease: db.prepare('UPDATE leases SET container_id = ?, ifname = ?, netns = ?, detached_at = NULL WHERE network = ? AND family = ? AND ip = ?'),
+    runAtOrBefore: db.prepare('SELECT start_ip, end_ip FROM occupied WHERE network = ? AND family = ? AND start_ip <= ? ORDER BY start_ip DESC LIMIT 1'),
+    runStartingAt: db.prepare('SELECT end_ip FROM occupied WHERE network = ? AND family = ? AND start_ip = ?'),
+    insertRun: db.prepare('INSERT INTO occupied (network, family, start_ip, end_ip) VALUES (?, ?, ?, ?)'),
+    deleteRun: db.prepare('DELETE FROM occupied WHERE network = ? AND family = ? AND start_ip = ?'),
+    setRunEnd: db.prepare('UPDATE occupied SET end_ip = ? WHERE network = ? AND family = ? AND start_ip = ?'),
+    getCursor: db.prepare('SELECT ip FROM cursors WHERE network = ? AND range_set = ?'),
+    setCursor: db.prepare('INSERT INTO cursors (network, range_set, ip) VALUES (?, ?, ?) ON CONFLICT (network, range_set) DO UPDATE SET ip = excluded.ip'),
+    listReserved: db.prepare('SELECT * FROM reserved WHERE network = ? ORDER BY family, start_ip'),
+    reservedAtOrBefore: db.prepare('SELECT * FROM reserved WHERE network = ? AND family = ? AND start_ip <= ? ORDER BY start_ip DESC LIMIT 1'),
+    insertReserved: db.prepare(
+      'INSERT INTO reserved (network, family, start_ip, end_ip, grp, note, source, entry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    updateReserved: db.prepare('UPDATE reserved SET family = ?, start_ip = ?, end_ip = ?, grp = ?, note = ?, entry = ? WHERE id = ?'),
+    deleteReserved: db.prepare('DELETE FROM reserved WHERE id = ?'),
+  };
+}
