@@ -13,6 +13,7 @@ async function main(): Promise<void> {
     stateDir: flags.stateDir,
     cniConfDir: flags.cniConfDir,
     socketGid: flags.socketGroup === undefined ? undefined : getgrnam(flags.socketGroup),
+    reclaimGraceMs: flags.reclaimGraceMs,
     log,
   });
   let stopping = false;

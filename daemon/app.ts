@@ -9,12 +9,14 @@ import { type Logger, silentLogger } from './log.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
 import { createApiServer } from './server.js';
+import { NetnsReconciler } from './reconciler.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 import { WriteQueue } from './write-queue.js';
 
 export const VERSION = '0.1.0';
+export const DEFAULT_RECLAIM_GRACE_MS = 60_000;
 
 export interface DaemonOptions {
   readonly socket: string;
@@ -27,6 +29,8 @@ export interface DaemonOptions {
   readonly now?: () => number;
   /** How often holds expire and leases are reconciled (ms). */
   readonly sweepIntervalMs?: number;
+  /** How long a lease's network namespace may be missing before the lease is released; 0 = never. */
+  readonly reclaimGraceMs?: number;
   readonly nativeBinding?: string | object;
 }
 
@@ -36,6 +40,7 @@ export interface Daemon {
   readonly cni: CniService;
   readonly operator: OperatorService;
   readonly queue: WriteQueue;
+  readonly reconciler: NetnsReconciler | undefined;
   close(): Promise<void>;
 }
 
@@ -48,7 +53,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const cni = new CniService(store, networks, log, now);
   const operator = new OperatorService(store, networks, log, now);
   const queue = new WriteQueue(store);
-  const server = createApiServer({ cni, operator, queue, store, log, version: VERSION, stateDir: options.stateDir });
+
+  const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
+  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, graceMs, now) : undefined;
+  const server = createApiServer({
+    cni,
+    operator,
+    queue,
+    store,
+    log,
+    version: VERSION,
+    stateDir: options.stateDir,
+    reclaimed: () => reconciler?.reclaimed ?? 0,
+  });
 
   await prepareSocketPath(options.socket);
   await new Promise<void>((resolve, reject) => {
@@ -63,7 +80,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
   const sweep = setInterval(() => {
     queue.run(() => operator.expireHolds()).catch((err: unknown) => log.error('hold expiry failed', { error: String(err) }));
-  }, options.sweepIntervalMs ?? 30_000);
+    if (reconciler) queue.run(() => reconciler.sweep()).catch((err: unknown) => log.error('reconcile failed', { error: String(err) }));
+  }, options.sweepIntervalMs ?? Math.min(30_000, Math.max(1_000, graceMs / 2)));
   sweep.unref();
 
   log.info('reservoird listening', { socket: options.socket, db: options.dbPath, version: VERSION });
@@ -73,6 +91,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     cni,
     operator,
     queue,
+    reconciler,
     async close() {
       clearInterval(sweep);
       stopWatching();

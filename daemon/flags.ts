@@ -11,6 +11,7 @@ export interface DaemonFlags {
   readonly cniConfDir: string | undefined;
   readonly socketGroup: string | undefined;
   readonly logLevel: Level;
+  readonly reclaimGraceMs: number | undefined;
 }
 
 export const USAGE = `usage: reservoird [options]
@@ -21,6 +22,8 @@ export const USAGE = `usage: reservoird [options]
                        (default /etc/cni/net.d; env RESERVOIR_CNI_CONF_DIR)
   --socket-group NAME  group owning the socket, besides root (env RESERVOIR_SOCKET_GROUP)
   --log-level LEVEL    debug, info, warn or error (default info; env RESERVOIR_LOG_LEVEL)
+  --reclaim-grace SECONDS  release a lease whose network namespace has been gone this long
+                       (default 60; 0 disables; env RESERVOIR_RECLAIM_GRACE)
 `;
 
 export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): DaemonFlags {
@@ -35,6 +38,7 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
         'cni-conf-dir': { type: 'string' },
         'socket-group': { type: 'string' },
         'log-level': { type: 'string' },
+        'reclaim-grace': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -50,7 +54,10 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
   const level = values['log-level'] ?? env.RESERVOIR_LOG_LEVEL ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new Error(`--log-level ${level}: use debug, info, warn or error`);
   const confDir = values['cni-conf-dir'] ?? env.RESERVOIR_CNI_CONF_DIR ?? '/etc/cni/net.d';
+  const graceText = values['reclaim-grace'] ?? env.RESERVOIR_RECLAIM_GRACE;
+  if (graceText !== undefined && !/^\d+(\.\d+)?$/.test(graceText)) throw new Error(`--reclaim-grace ${graceText}: give seconds, e.g. 60 (0 disables)`);
   return {
+    reclaimGraceMs: graceText === undefined ? undefined : Math.round(Number(graceText) * 1000),
     socket: values.socket ?? env.RESERVOIR_SOCKET ?? DEFAULT_SOCKET,
     stateDir,
     dbPath: values.db ?? env.RESERVOIR_DB ?? join(stateDir, 'reservoir.db'),

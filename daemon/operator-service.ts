@@ -103,6 +103,7 @@ export class OperatorService {
       const config = this.networks.get(network);
       const interval = parseReservedEntry(body.entry, 'entry');
       this.checkPlacement(network, config, interval, undefined);
+      this.refuseTakingInUse(network, interval.family, [[interval.start, interval.end]], body.entry);
       const record = {
         network,
         ...interval,
@@ -139,6 +140,10 @@ export class OperatorService {
         );
       }
       this.checkPlacement(network, config, target, current.id);
+      const joining: Array<[bigint, bigint]> = [];
+      if (target.start < current.start) joining.push([target.start, min(target.end, current.start - 1n)]);
+      if (target.end > current.end) joining.push([max(target.start, current.end + 1n), target.end]);
+      this.refuseTakingInUse(network, target.family, joining, body.to ?? body.entry);
       const entry = body.to === undefined ? current.entry : body.to.trim();
       this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry });
       this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group });
@@ -192,6 +197,17 @@ export class OperatorService {
       }
     }
     return expired;
+  }
+
+  /** Reserving an IP that a pod got without asking would make that pod a reserved holder it never was. */
+  private refuseTakingInUse(network: string, family: 4 | 6, spans: Array<[bigint, bigint]>, entry: string): void {
+    const holders = spans.flatMap(([start, end]) => holdersBetween(this.store, network, family, start, end));
+    if (holders.length > 0) {
+      throw new ReservoirError(
+        'RESERVED_IN_USE',
+        `cannot reserve "${entry}" in network "${network}": some of its IPs are in use by ${holders.join(', ')}; reserve around them, or wait until they are released`,
+      );
+    }
   }
 
   private findEntry(network: string, text: string): ReservedRecord {

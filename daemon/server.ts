@@ -7,7 +7,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import { join } from 'node:path';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
-import { MAX_BODY_BYTES, PROTOCOL_VERSION, ROUTES, type ReservedChangeBody, type RouteName } from '../src/protocol.js';
+import { type HealthResponse, MAX_BODY_BYTES, PROTOCOL_VERSION, ROUTES, type ReservedChangeBody, type RouteName } from '../src/protocol.js';
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
 import type { OperatorService } from './operator-service.js';
@@ -23,6 +23,8 @@ export interface ServerDeps {
   readonly version: string;
   /** Where the daemon may write temporary files (backups); never taken from a request. */
   readonly stateDir: string;
+  /** Leases the reconciler released since start. */
+  readonly reclaimed: () => number;
 }
 
 interface Call {
@@ -124,7 +126,8 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         networks: store.listNetworks().length,
         leases: counts.total,
         batches: queue.stats,
-      };
+        reclaimed: deps.reclaimed(),
+      } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),
     leases: ({ query }) => ({ leases: operator.leases(query.get('network') ?? undefined) }),

@@ -36,6 +36,10 @@ export interface HealthResponse {
   readonly uptimeSeconds: number;
   readonly networks: number;
   readonly leases: number;
+  /** Group-commit figures: batches committed and requests they carried. */
+  readonly batches: { readonly batches: number; readonly units: number };
+  /** Leases released because their network namespace vanished, since start. */
+  readonly reclaimed: number;
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';

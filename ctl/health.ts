@@ -1,0 +1,28 @@
+// reservoirctl health: is the daemon up, which version, how much it holds.
+import type { Argv } from 'yargs';
+import type { HealthResponse } from '../src/protocol.js';
+import { type Args, type GlobalOptions, call, show } from './common.js';
+import { age, keyValues } from './format.js';
+
+export const command = 'health';
+export const describe = 'Check that reservoird answers; show its version, uptime and counts';
+
+export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions> {
+  return yargs.example('$0 health', 'exit 0 when reservoird is up, 3 when it is unreachable');
+}
+
+export async function handler(argv: Args): Promise<void> {
+  const answer = await call<HealthResponse>('health', argv);
+  show(argv, answer, (h) =>
+    keyValues([
+      ['status', h.ok ? 'ok' : 'not ok'],
+      ['socket', argv.socket],
+      ['version', h.version],
+      ['protocol', String(h.protocol)],
+      ['pid', String(h.pid)],
+      ['uptime', age(h.uptimeSeconds)],
+      ['networks', String(h.networks)],
+      ['leases', String(h.leases)],
+    ]),
+  );
+}

@@ -1,0 +1,52 @@
+// reservoirctl usage [NET]: how full each network is.
+import type { Argv } from 'yargs';
+import type { UsageView } from '../src/protocol.js';
+import { type Args, type GlobalOptions, call, show } from './common.js';
+import { count, table, usageBar } from './format.js';
+
+export const command = 'usage [network]';
+export const describe = 'Show how full each network is (dynamic, reserved, held and attached IPs)';
+
+interface UsageArgs {
+  network: string | undefined;
+}
+
+export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & UsageArgs> {
+  return yargs
+    .positional('network', { type: 'string', describe: 'only this network (default: all)' })
+    .example('$0 usage', 'every network')
+    .example('$0 usage mynet -o json', 'one network, as JSON') as Argv<GlobalOptions & UsageArgs>;
+}
+
+export function usageTable(networks: readonly UsageView[]): string {
+  if (networks.length === 0) return 'no networks registered yet (reservoird learns a network from the CNI config directory or its first ADD)\n';
+  return table(
+    [
+      { header: 'NETWORK' },
+      { header: 'SIZE', align: 'right' },
+      { header: 'DYNAMIC', align: 'right' },
+      { header: 'RESERVED', align: 'right' },
+      { header: 'HELD', align: 'right' },
+      { header: 'ATTACHED', align: 'right' },
+      { header: 'USAGE' },
+    ],
+    networks.map((n) => {
+      const size = BigInt(n.size);
+      const used = BigInt(n.dynamicInUse) + BigInt(n.reservedUsed);
+      return [
+        n.network,
+        count(n.size),
+        String(n.dynamicInUse),
+        `${n.reservedUsed}/${count(n.reservedTotal)}`,
+        String(n.held),
+        String(n.attached),
+        usageBar(used, size),
+      ];
+    }),
+  );
+}
+
+export async function handler(argv: Args<UsageArgs>): Promise<void> {
+  const answer = await call<{ networks: UsageView[] }>('usage', argv, { query: { network: argv.network } });
+  show(argv, answer, (a) => usageTable(a.networks));
+}
