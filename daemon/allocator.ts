@@ -79,18 +79,21 @@ export type Placement = { readonly rangeIndex: number } | { readonly problem: st
 export function placeRequested(set: RangeSet, ip: Ip): Placement {
   if (ip.family !== set.family) return { problem: `${formatValue(ip.family, ip.value)} is IPv${ip.family}; this range set is IPv${set.family}` };
   const text = formatValue(ip.family, ip.value);
+  // Several ranges may share one subnet (10.0.0.10-20 and 10.0.0.30-40 of 10.0.0.0/24): an IP
+  // outside one of them may still lie in another, so only the gateway ends the search early.
+  let problem: string | undefined;
   for (let i = 0; i < set.ranges.length; i++) {
     const range = set.ranges[i]!;
     const subnetLast = range.subnet.network | ((1n << BigInt((ip.family === 4 ? 32 : 128) - range.subnet.prefix)) - 1n);
     if (ip.value < range.subnet.network || ip.value > subnetLast) continue;
     if (ip.value === range.gateway) return { problem: `${text} is the gateway of ${describeRange(range)}` };
-    if (ip.value === range.subnet.network) return { problem: `${text} is the network address of its subnet` };
-    if (ip.family === 4 && ip.value === subnetLast) return { problem: `${text} is the broadcast address of its subnet` };
-    if (ip.value < range.start) return { problem: `${text} comes before rangeStart of ${describeRange(range)}` };
-    if (ip.value > range.end) return { problem: `${text} comes after rangeEnd of ${describeRange(range)}` };
-    return { rangeIndex: i };
+    if (ip.value === range.subnet.network) problem ??= `${text} is the network address of its subnet`;
+    else if (ip.family === 4 && ip.value === subnetLast) problem ??= `${text} is the broadcast address of its subnet`;
+    else if (ip.value < range.start) problem ??= `${text} comes before rangeStart of ${describeRange(range)}`;
+    else if (ip.value > range.end) problem ??= `${text} comes after rangeEnd of ${describeRange(range)}`;
+    else return { rangeIndex: i };
   }
-  return { problem: `${text} is in none of the ranges ${set.ranges.map(describeRange).join(', ')}` };
+  return { problem: problem ?? `${text} is in none of the ranges ${set.ranges.map(describeRange).join(', ')}` };
 }
 
 /** Exclusions over a sorted, non-overlapping list of spans held in memory (tests, reserved groups). */

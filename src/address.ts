@@ -50,8 +50,21 @@ export function parseIp(text: unknown): Ip {
     const bytes = ipaddr.IPv4.parse(text).toByteArray();
     return { family: 4, value: bytesToBigInt(bytes) };
   }
-  if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
-    const parsed = ipaddr.IPv6.parse(text);
+  // An IPv6 address may end in dotted IPv4 ("64:ff9b::10.0.0.1"). ipaddr.js accepts leading zeros
+  // there and reads "::10.0.0.1" as "::ffff:10.0.0.1", so the tail is checked and rewritten as two
+  // hex groups here, with the same strictness as plain IPv4.
+  let v6 = text;
+  const lastColon = text.lastIndexOf(':');
+  if (lastColon >= 0 && text.slice(lastColon + 1).includes('.')) {
+    const tail = text.slice(lastColon + 1);
+    if (!IPV4_DOTTED.test(tail) || !ipaddr.IPv4.isValidFourPartDecimal(tail)) {
+      throw new AddressSyntaxError(`"${text}" ends in "${tail}", which is not an IPv4 address in dotted decimal (no leading zeros)`);
+    }
+    const [a, b, c, d] = ipaddr.IPv4.parse(tail).toByteArray() as [number, number, number, number];
+    v6 = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  if (text.includes(':') && ipaddr.IPv6.isValid(v6)) {
+    const parsed = ipaddr.IPv6.parse(v6);
     if (parsed.isIPv4MappedAddress()) {
       throw new AddressSyntaxError(
         `"${text}" is an IPv4-mapped IPv6 address; write the IPv4 address ${parsed.toIPv4Address().toString()} instead`,

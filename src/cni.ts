@@ -90,6 +90,9 @@ export function addressesOfResult(prevResult: unknown): string[] {
   }
   const obj = prevResult as Record<string, unknown>;
   const found: string[] = [];
+  if (obj.ips !== undefined && obj.ips !== null && !Array.isArray(obj.ips)) {
+    throw new ReservoirError('INVALID_CONFIG', 'invalid config: prevResult.ips: must be an array of {"address": "ip/prefix"}');
+  }
   if (Array.isArray(obj.ips)) {
     obj.ips.forEach((ip, i) => {
       const address = ip && typeof ip === 'object' ? (ip as Record<string, unknown>).address : undefined;
@@ -101,8 +104,11 @@ export function addressesOfResult(prevResult: unknown): string[] {
   }
   for (const key of ['ip4', 'ip6']) {
     const legacy = obj[key];
+    if (legacy === undefined || legacy === null) continue;
     if (legacy && typeof legacy === 'object' && typeof (legacy as Record<string, unknown>).ip === 'string') {
       found.push((legacy as Record<string, string>).ip!);
+    } else {
+      throw new ReservoirError('INVALID_CONFIG', `invalid config: prevResult.${key}.ip: missing or not a string`);
     }
   }
   return found;

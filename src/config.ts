@@ -122,7 +122,7 @@ export function parseKind(value: unknown, field: string): AppKind {
 
 function parseSocket(value: unknown): string {
   if (value === undefined) return DEFAULT_SOCKET;
-  if (typeof value !== 'string' || !value.startsWith('/') || value.length > 107 || value.includes('\0')) {
+  if (typeof value !== 'string' || !value.startsWith('/') || Buffer.byteLength(value) > 107 || value.includes('\0')) {
     throw configError('ipam.socket', `${show(value)} must be an absolute path of at most 107 bytes`);
   }
   return value;
@@ -148,8 +148,10 @@ function parseRangeSets(ipam: Record<string, unknown>): RangeSet[] {
     if (ipam.subnet !== undefined) throw configError('ipam.subnet', 'use either "subnet" or "ranges", not both');
     rawSets = ipam.ranges;
   } else if (ipam.subnet !== undefined) {
-    // host-local's older single-range form.
-    rawSets = [[{ subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway }]];
+    // host-local's older single-range form; errors name the keys as written ("ipam.rangeStart").
+    const legacy = { subnet: ipam.subnet, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd, gateway: ipam.gateway };
+    const range = parseRange(legacy, 'ipam');
+    return [{ family: range.subnet.family, ranges: [range] }];
   } else {
     throw configError('ipam.ranges', 'missing; give at least one range set, e.g. [[{"subnet": "10.22.0.0/16"}]]');
   }
@@ -230,10 +232,13 @@ function parseRoutes(raw: unknown): Route[] {
   return raw.map((item, i) => {
     const where = `ipam.routes[${i}]`;
     const obj = asObject(item, where);
-    address(() => parseCidr(obj.dst), `${where}.dst`);
+    const dst = address(() => parseCidr(obj.dst), `${where}.dst`);
     const route: { dst: string; gw?: string } = { dst: obj.dst as string };
     if (obj.gw !== undefined) {
-      address(() => parseIp(obj.gw), `${where}.gw`);
+      const gw = address(() => parseIp(obj.gw), `${where}.gw`);
+      if (gw.family !== dst.family) {
+        throw configError(`${where}.gw`, `${show(obj.gw)} is IPv${gw.family} but dst ${show(obj.dst)} is IPv${dst.family}`);
+      }
       route.gw = obj.gw as string;
     }
     return route;
@@ -304,7 +309,12 @@ function parseReservedList(raw: unknown, rangeSets: readonly RangeSet[], where: 
   if (!Array.isArray(raw)) throw configError(where, 'must be an array of entries: "IP", "IP-IP", "CIDR" or {"entry", "group", "note"}');
   const specs = raw.map((item, i): ReservedSpec => {
     const field = `${where}[${i}]`;
-    const obj = typeof item === 'string' ? { entry: item } : asObject(item, field);
+    const obj: Record<string, unknown> = typeof item === 'string' ? { entry: item } : asObject(item, field);
+    for (const key of Object.keys(obj)) {
+      if (!['entry', 'group', 'note'].includes(key)) {
+        throw configError(`${field}.${key}`, 'unknown key; a reserved entry has "entry", "group" and "note"');
+      }
+    }
     const interval = parseReservedEntry(obj.entry, `${field}${typeof item === 'string' ? '' : '.entry'}`);
     const placement = checkReservedPlacement(interval, rangeSets);
     if (placement) throw configError(field, placement);

@@ -70,10 +70,13 @@ export class ReservoirError extends Error {
     return ErrorCodes[this.codeName].http;
   }
 
-  /** The CNI error object: the spec's shape, printed on stdout and sent over the wire. */
+  /**
+   * The CNI error object: the spec's shape, printed on stdout and sent over the wire. JSON.stringify
+   * calls this with the property key ("" at the top level), which is not a version and is ignored.
+   */
   toJSON(cniVersion?: string): CniErrorBody {
     const body: CniErrorBody = { code: this.code, msg: this.message };
-    if (cniVersion !== undefined) body.cniVersion = cniVersion;
+    if (cniVersion !== undefined && /^\d+\.\d+\.\d+$/.test(cniVersion)) body.cniVersion = cniVersion;
     if (this.details !== undefined) body.details = this.details;
     return body;
   }
@@ -101,6 +104,10 @@ export function errorFromBody(body: unknown): ReservoirError {
     const name = typeof code === 'number' ? codeName(code) : undefined;
     if (name && typeof msg === 'string') {
       return new ReservoirError(name, msg, typeof details === 'string' ? details : undefined);
+    }
+    if (typeof code === 'number' && typeof msg === 'string') {
+      const note = `the daemon answered with unknown code ${code}`;
+      return new ReservoirError('INTERNAL', msg, typeof details === 'string' ? `${note}; ${details}` : note);
     }
   }
   return new ReservoirError('INTERNAL', 'the daemon answered with a malformed error', JSON.stringify(body));

@@ -100,7 +100,7 @@ export function decodeConfig(stdin: string): Record<string, unknown> {
 
 /** The config's cniVersion; a missing one means 0.1.0, as libcni's decoder reads it. */
 export function configVersion(config: Record<string, unknown>): CniVersion {
-  const version = config.cniVersion ?? '0.1.0';
+  const version = config.cniVersion === undefined || config.cniVersion === null || config.cniVersion === '' ? '0.1.0' : config.cniVersion;
   if (!isSupportedVersion(version)) {
     throw new ReservoirError(
       'INCOMPATIBLE_VERSION',
@@ -155,13 +155,23 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
   }
 
   const kindSource = annotations.get(ANNOTATION_KIND) ?? cniArgs.get('RESERVOIR_KIND');
-  const kind = kindSource === undefined ? ipam.defaultKind : parseKind(kindSource, annotations.has(ANNOTATION_KIND) ? `annotation ${ANNOTATION_KIND}` : 'CNI_ARGS RESERVOIR_KIND');
+  const kind =
+    kindSource === undefined
+      ? ipam.defaultKind
+      : annotations.has(ANNOTATION_KIND)
+        ? parseKind(kindSource, `annotation ${ANNOTATION_KIND}`)
+        : fromCniArgs(() => parseKind(kindSource, 'CNI_ARGS RESERVOIR_KIND'));
   const app = parseApp(cniArgs);
   if (command === 'ADD' && kind === 'stateful' && app === undefined) {
     throw envError('a stateful app needs an identity: CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME (or RESERVOIR_APP)');
   }
   const groupSource = annotations.get(ANNOTATION_GROUP) ?? cniArgs.get('RESERVOIR_GROUP');
-  const group = groupSource === undefined ? undefined : parseGroupName(groupSource, annotations.has(ANNOTATION_GROUP) ? `annotation ${ANNOTATION_GROUP}` : 'CNI_ARGS RESERVOIR_GROUP');
+  const group =
+    groupSource === undefined
+      ? undefined
+      : annotations.has(ANNOTATION_GROUP)
+        ? parseGroupName(groupSource, `annotation ${ANNOTATION_GROUP}`)
+        : fromCniArgs(() => parseGroupName(groupSource, 'CNI_ARGS RESERVOIR_GROUP'));
 
   return {
     command,
@@ -178,6 +188,16 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
     prevAddresses: command === 'CHECK' && config.prevResult !== undefined ? addressesOfResult(config.prevResult) : undefined,
     validAttachments: command === 'GC' ? parseValidAttachments(config) : undefined,
   };
+}
+
+/** A bad value from CNI_ARGS is a bad environment variable (code 4), not a bad config (code 7). */
+function fromCniArgs<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof ReservoirError && err.codeName === 'INVALID_CONFIG') throw envError(err.message.replace(/^invalid config: /, ''));
+    throw err;
+  }
 }
 
 function parseContainerId(value: string | undefined): string {
@@ -251,12 +271,14 @@ function requestedIps(
     if (value === undefined) continue;
     if (!Array.isArray(value)) throw configError(field, 'must be an array of IP addresses');
     if (value.length === 0) continue;
-    if (value.length > 16) throw configError(field, `${value.length} IPs requested; at most 16`);
-    const ips = value.map((text, i) => parseRequestedIp(text, `${field}[${i}]`, field.startsWith('CNI_ARGS')));
+    const fromEnv = field.startsWith('CNI_ARGS');
+    const fail = (problem: string) => (fromEnv ? envError(`${field}: ${problem}`) : configError(field, problem));
+    if (value.length > 16) throw fail(`${value.length} IPs requested; at most 16`);
+    const ips = value.map((text, i) => parseRequestedIp(text, `${field}[${i}]`, fromEnv));
     const seen = new Set<string>();
-    for (const ip of ips) {
+    for (const [i, ip] of ips.entries()) {
       const key = `${ip.family}:${ip.value}`;
-      if (seen.has(key)) throw configError(field, 'lists the same IP twice');
+      if (seen.has(key)) throw fail(`lists the same IP twice (${show(value[i])})`);
       seen.add(key);
     }
     return ips;
