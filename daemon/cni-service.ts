@@ -1,5 +1,6 @@
 // The CNI use cases: ADD, DEL, CHECK, GC, STATUS. Each runs inside one store transaction: the
 // allocator decides, the store records, the transaction commits all range sets or none.
+import { existsSync } from 'node:fs';
 import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
@@ -21,6 +22,7 @@ export class CniService {
     private readonly networks: Networks,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly netnsExists: (path: string) => boolean = existsSync,
   ) {}
 
   add(inv: CniInvocation): IpamResult {
@@ -35,6 +37,14 @@ export class CniService {
         for (const hold of this.store.leasesOfApp(inv.network, inv.app)) {
           if (leases.has(hold.rangeSet)) continue;
           if (hold.containerId !== null) {
+            // Two live containers must never share the IP: take it over only from a container
+            // whose network namespace is gone (it died without DEL).
+            if (hold.netns !== null && this.netnsExists(hold.netns)) {
+              throw new ReservoirError(
+                'IP_IN_USE',
+                `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)} whose network namespace ${hold.netns} exists; DEL that container first`,
+              );
+            }
             this.log.warn('stateful app moved to a new container', { network: inv.network, app: inv.app, from: hold.containerId, to: containerId });
           }
           this.store.attachLease(inv.network, hold.family, hold.ip, containerId, ifname, inv.netns);

@@ -1,16 +1,17 @@
 // Networks the daemon knows: registered from CNI requests and from the CNI config directory.
 // A network's ipam config is kept as written and parsed with the plugin's own validator.
 // Config-sourced reserved entries are reconciled on every change of the config.
-import type { IpamConfig } from '../src/config.js';
+import type { IpamConfig, ReservedSpec } from '../src/config.js';
 import { parseIpamConfig } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Logger } from './log.js';
-import type { Store } from './store.js';
+import type { ReservedRecord, Store } from './store.js';
 
 export class Networks {
   /** Parsed configs by their JSON text: parsing is pure, so this cache can never go stale. */
   private readonly parsed = new Map<string, IpamConfig>();
-  /** Config-file reserved entries that could not be applied, per network: shown by `reserved list`. */
+  /** Config-file reserved entries that could not be applied, per network: shown by `reserved list`.
+   *  No key: not reconciled since this daemon started. */
   readonly conflicts = new Map<string, string[]>();
 
   constructor(
@@ -28,6 +29,10 @@ export class Networks {
       this.store.putNetwork(name, json, now);
       this.reconcileReserved(name, config, now);
       this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new' });
+    } else if (this.conflicts.get(name)?.length !== 0) {
+      // Conflicts live in memory: rebuild them after a restart, and retry while there are some
+      // (an entry kept only because it was in use goes once its holders have).
+      this.reconcileReserved(name, config, now);
     }
     return config;
   }
@@ -63,23 +68,44 @@ export class Networks {
     const existing = this.store.listReserved(name);
     const key = (family: number, start: bigint, end: bigint, group: string | null | undefined) => `${family}:${start}:${end}:${group ?? ''}`;
     const wanted = new Map(config.reserved.map((spec) => [key(spec.family, spec.start, spec.end, spec.group), spec]));
+    const stale: ReservedRecord[] = [];
     for (const record of existing) {
       if (record.source !== 'config') continue;
       const k = key(record.family, record.start, record.end, record.group);
-      if (wanted.has(k)) {
-        wanted.delete(k);
+      if (wanted.has(k)) wanted.delete(k);
+      else stale.push(record);
+    }
+    // A stale entry in use may go only if a new entry of the same group that is applied covers
+    // every IP in use (an entry shrunk away from free IPs); otherwise it stays. Keeping one can
+    // stop a new entry that overlaps it, so repeat until nothing changes.
+    const kept = new Set<number>();
+    const inUse = new Map(stale.map((r) => [r.id, this.store.leasesBetween(name, r.family, r.start, r.end, Number.MAX_SAFE_INTEGER)]));
+    const clashOf = (spec: ReservedSpec) =>
+      existing.find((r) => (!stale.includes(r) || kept.has(r.id)) && r.family === spec.family && r.start <= spec.end && spec.start <= r.end);
+    for (let changed = true; changed; ) {
+      changed = false;
+      const applied = [...wanted.values()].filter((spec) => !clashOf(spec));
+      for (const record of stale) {
+        if (kept.has(record.id)) continue;
+        const covered = inUse
+          .get(record.id)!
+          .every((lease) => applied.some((s) => s.family === lease.family && (s.group ?? null) === record.group && s.start <= lease.ip && lease.ip <= s.end));
+        if (!covered) {
+          kept.add(record.id);
+          changed = true;
+        }
+      }
+    }
+    for (const record of stale) {
+      if (!kept.has(record.id)) {
+        this.store.deleteReserved(record.id);
         continue;
       }
       const holders = this.describeHolders(name, record.family, record.start, record.end);
-      if (holders.length > 0) {
-        problems.push(`reserved entry "${record.entry}" left the config but stays reserved while in use by ${holders.join(', ')}`);
-        continue;
-      }
-      this.store.deleteReserved(record.id);
+      problems.push(`reserved entry "${record.entry}" left the config but stays reserved while in use by ${holders.join(', ')}`);
     }
-    const current = this.store.listReserved(name);
     for (const spec of wanted.values()) {
-      const clash = current.find((r) => r.family === spec.family && r.start <= spec.end && spec.start <= r.end);
+      const clash = clashOf(spec);
       if (clash) {
         problems.push(`reserved entry "${spec.entry}" from the config overlaps "${clash.entry}" (${clash.source}); not applied`);
         continue;
@@ -90,10 +116,11 @@ export class Networks {
       );
     }
     if (problems.length > 0) {
+      const known = new Set(this.conflicts.get(name));
       this.conflicts.set(name, problems);
-      for (const problem of problems) this.log.warn('reserved config conflict', { network: name, problem });
+      for (const problem of problems) if (!known.has(problem)) this.log.warn('reserved config conflict', { network: name, problem });
     } else {
-      this.conflicts.delete(name);
+      this.conflicts.set(name, []);
     }
   }
 }
