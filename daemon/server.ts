@@ -31,6 +31,15 @@ interface Call {
   readonly params: Record<string, string>;
   readonly query: URLSearchParams;
   readonly body: unknown;
+  /** Epoch ms after which the client has given up (header x-reservoir-deadline, set by src/client.ts). */
+  readonly deadline?: number | undefined;
+}
+
+/** A plugin that timed out reported "try again later": an ADD started after that would leak a lease. */
+function refuseLate(deadline: number | undefined): void {
+  if (deadline !== undefined && Date.now() > deadline) {
+    throw new ReservoirError('TRY_AGAIN_LATER', 'the client gave up before reservoird could start this ADD (reservoird busy or paused); nothing was leased');
+  }
 }
 
 /** A handler answers with a JSON value, or with a file to stream (backups). */
@@ -95,9 +104,12 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
   const { cni, operator, queue, store } = deps;
   let backups = 0;
   return {
-    cniAdd: ({ body }) => {
+    cniAdd: ({ body, deadline }) => {
       const inv = cniInvocation('ADD', body);
-      return queue.run(() => ({ result: cni.add(inv) }));
+      return queue.run(() => {
+        refuseLate(deadline);
+        return { result: cni.add(inv) };
+      });
     },
     cniDel: ({ body }) => {
       const inv = cniInvocation('DEL', body);
@@ -194,6 +206,21 @@ function match(routes: readonly CompiledRoute[], method: string, path: string): 
   return undefined;
 }
 
+/** Deeper than any real request; handlers JSON.stringify parts of it (the ipam), which recurses. */
+const MAX_BODY_DEPTH = 160;
+
+/** A body nested 100,000 deep parses fine but overflowed the stack later (500, code 999). */
+function tooDeep(body: unknown): boolean {
+  const stack: Array<[unknown, number]> = [[body, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > MAX_BODY_DEPTH) return true;
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function readBody(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -203,23 +230,34 @@ function readBody(req: IncomingMessage): Promise<unknown> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
+        // Stop reading but keep the connection: the handler answers 413, then closes it
+        // (destroying it here lost the answer: the client saw only a reset).
+        req.off('data', onData);
+        req.pause();
         reject(new ReservoirError('REQUEST_TOO_LARGE', `request body is over the ${MAX_BODY_BYTES}-byte limit`));
-        req.destroy();
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('error', reject);
     req.on('end', () => {
       if (size === 0) return resolve(undefined);
+      let parsed: unknown;
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch (err) {
         reject(new ReservoirError('DECODE_FAILURE', `the request body is not JSON: ${(err as Error).message}`));
+        return;
       }
+      if (tooDeep(parsed)) {
+        reject(new ReservoirError('DECODE_FAILURE', `the request body is nested more than ${MAX_BODY_DEPTH} levels deep`));
+        return;
+      }
+      resolve(parsed);
     });
   });
 }
@@ -233,13 +271,17 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 export function createApiServer(deps: ServerDeps): Server {
   const routes = compile(buildHandlers(deps));
-  const server = createServer(async (req, res) => {
+  // headersTimeout/requestTimeout are enforced only when Node checks connections, every 30 s by
+  // default: a stalled client would hold its connection up to 30 s past the limits below.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://reservoird');
     const found = match(routes, req.method ?? 'GET', url.pathname);
     try {
       if (!found) throw new ReservoirError('NOT_FOUND', `no such endpoint: ${req.method} ${url.pathname}`);
       const body = await readBody(req);
-      const answer = await found.handler({ params: found.params, query: url.searchParams, body });
+      const deadlineHeader = req.headers['x-reservoir-deadline'];
+      const deadline = typeof deadlineHeader === 'string' && /^\d{1,16}$/.test(deadlineHeader) ? Number(deadlineHeader) : undefined;
+      const answer = await found.handler({ params: found.params, query: url.searchParams, body, deadline });
       if (answer && typeof answer === 'object' && 'stream' in answer) {
         const { stream, cleanup } = answer as { stream: string; cleanup: () => Promise<void> };
         res.writeHead(200, { 'content-type': 'application/vnd.sqlite3' });

@@ -12,6 +12,9 @@ export interface CallOptions {
   readonly body?: unknown;
 }
 
+/** Epoch ms after which the daemon must not start the request's work (daemon/server.ts reads it). */
+export const DEADLINE_HEADER = 'x-reservoir-deadline';
+
 const UNREACHABLE_HINT = 'is reservoird running? (systemctl status reservoird, or reservoirctl health)';
 
 /** Call one route; resolve with the parsed JSON body of a 2xx answer, reject with a ReservoirError. */
@@ -30,6 +33,9 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
   const { method } = ROUTES[route];
   const path = routePath(route, options.params, options.query);
   const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+  // The daemon starts no ADD after this moment: we will have given up (code 11) before its
+  // answer could reach us, and the lease would belong to an attachment the runtime thinks failed.
+  const deadline = Date.now() + options.timeoutMs - Math.min(250, Math.floor(options.timeoutMs / 10));
   return new Promise((resolve, reject) => {
     let settled = false;
     const fail = (err: ReservoirError) => {
@@ -48,8 +54,8 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
         method,
         path,
         headers: payload
-          ? { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close' }
-          : { connection: 'close' },
+          ? { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close', [DEADLINE_HEADER]: deadline }
+          : { connection: 'close', [DEADLINE_HEADER]: deadline },
       },
       (res) => {
         const chunks: Buffer[] = [];
