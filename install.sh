@@ -88,8 +88,9 @@ install -d -m 0750 "$STATE_DIR"
 install -d -m 0750 "$LOG_DIR"
 # Copy then rename: replacing a running executable in place fails (ETXTBSY) or corrupts it.
 put() { install -m "$3" "$1" "$2.new.$$" && mv -f "$2.new.$$" "$2"; }
+# reservoird and reservoirctl are one executable that acts on the name it is started as.
 put build/bin/reservoird "$LIB_DIR/reservoird" 0755
-put build/bin/reservoirctl "$LIB_DIR/reservoirctl" 0755
+ln -f "$LIB_DIR/reservoird" "$LIB_DIR/reservoirctl.new.$$" && mv -f "$LIB_DIR/reservoirctl.new.$$" "$LIB_DIR/reservoirctl"
 put build/bin/better_sqlite3.node "$LIB_DIR/better_sqlite3.node" 0644
 put build/bin/reservoir "$CNI_BIN_DIR/reservoir" 0755
 ln -sfn "$LIB_DIR/reservoird" "$BIN_DIR/reservoird"
