@@ -83,7 +83,7 @@ npm run --silent package
 
 say "installing into $LIB_DIR, $BIN_DIR and $CNI_BIN_DIR"
 stop_daemon
-install -d -m 0755 "$LIB_DIR" "$CNI_BIN_DIR" "$BIN_DIR"
+install -d -m 0755 "$LIB_DIR" "$CNI_BIN_DIR" "$BIN_DIR" "$CNI_CONF_DIR"
 install -d -m 0750 "$STATE_DIR"
 install -d -m 0750 "$LOG_DIR"
 # Copy then rename: replacing a running executable in place fails (ETXTBSY) or corrupts it.
@@ -167,7 +167,7 @@ $("$BIN_DIR/reservoirctl" --socket "$SOCKET" health)
 
 Try it: save this as $CNI_CONF_DIR/10-demo.conf (reservoird learns it at once) ...
 {
-  "cniVersion": "1.1.0", "name": "demo", "type": "bridge", "bridge": "demo0", "isGateway": true,
+  "cniVersion": "1.0.0", "name": "demo", "type": "bridge", "bridge": "demo0", "isGateway": true,
   "ipam": {
     "type": "reservoir",
     "ranges": [[{ "subnet": "10.250.0.0/24" }]],

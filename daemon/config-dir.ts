@@ -54,23 +54,40 @@ export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue
   ).then((counts) => counts.reduce<number>((a, b) => a + b, 0));
 }
 
-/** Scan now and on every change; returns a function that stops watching. */
-export function watchConfigDir(dir: string, networks: Networks, queue: WriteQueue, log: Logger, now: () => number): () => void {
+/**
+ * Scan now and on every change; returns a function that stops watching. A directory that does
+ * not exist yet (or is removed) is looked for again every few seconds, so a CNI config written
+ * after reservoird started is still learned.
+ */
+export function watchConfigDir(dir: string, networks: Networks, queue: WriteQueue, log: Logger, now: () => number, retryMs = 2_000): () => void {
   const rescan = () => void scanConfigDir(dir, networks, queue, log, now);
-  rescan();
-  let timer: NodeJS.Timeout | undefined;
+  let debounce: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dir, () => {
-      clearTimeout(timer);
-      timer = setTimeout(rescan, 200);
+  const arm = (): boolean => {
+    try {
+      watcher = watch(dir, () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(rescan, 200);
+      });
+    } catch {
+      return false;
+    }
+    watcher.on('error', (err) => {
+      log.warn('CNI config directory watch failed; retrying', { dir, error: err.message });
+      watcher?.close();
+      watcher = undefined;
     });
-    watcher.on('error', (err) => log.warn('CNI config directory watch failed', { dir, error: err.message }));
-  } catch (err) {
-    log.warn('cannot watch the CNI config directory; networks are learned from requests only', { dir, error: (err as Error).message });
-  }
+    rescan();
+    return true;
+  };
+  if (!arm()) log.warn('CNI config directory does not exist yet; watching for it', { dir });
+  const retry = setInterval(() => {
+    if (!watcher && arm()) log.info('watching the CNI config directory', { dir });
+  }, retryMs);
+  retry.unref();
   return () => {
-    clearTimeout(timer);
+    clearInterval(retry);
+    clearTimeout(debounce);
     watcher?.close();
   };
 }

@@ -1,7 +1,7 @@
 // Reserved IPs: defined per network (operator routes, the ipam config, the CNI config directory),
 // never handed out dynamically, given only to apps that ask, guarded while in use, and free again
 // as soon as their holder goes away.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
@@ -141,6 +141,21 @@ describe('rule 1: reserved entries per network', () => {
     await waitFor(async () => (await op(socket, 'usage')).networks.find((n: { network: string }) => n.network === 'green'), 5_000, 'network green');
     expect(Date.now() - started).toBeLessThan(5_000);
     expect((await list('green')).entries.map((e: { entry: string }) => e.entry)).toEqual(['10.42.0.15']);
+  });
+
+  it('learns a CNI config directory created after the daemon started', async () => {
+    await td.close();
+    const parent = mkdtempSync(join(tmpdir(), 'rsv-netd-late-'));
+    onTestFinished(() => rmSync(parent, { recursive: true, force: true }));
+    const confDir = join(parent, 'net.d');
+    td = await startTestDaemon({ cniConfDir: confDir });
+    mkdirSync(confDir);
+    writeFileSync(
+      join(confDir, '10-late.conf'),
+      JSON.stringify({ cniVersion: '1.0.0', name: 'late', type: 'bridge', ipam: { type: 'reservoir', socket: td.socket, ranges: [[{ subnet: '10.43.0.0/24' }]] } }),
+    );
+    const late = await waitFor(async () => (await op(td.socket, 'usage')).networks.find((n: { network: string }) => n.network === 'late'), 8_000, 'network late');
+    expect(late).toMatchObject({ network: 'late', size: '253' });
   });
 });
 
