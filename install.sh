@@ -49,6 +49,14 @@ stop_daemon() {
     fi
     rm -f "$SUPERVISOR_PIDFILE"
   fi
+  # A daemon whose supervisor died (or was killed by hand) is stopped too: two daemons must
+  # never share the store.
+  local strays; strays=$(pgrep -f "^$LIB_DIR/reservoird( |\$)" || true)
+  if [ -n "$strays" ]; then
+    kill -TERM $strays 2>/dev/null || true
+    for _ in $(seq 50); do pgrep -f "^$LIB_DIR/reservoird( |\$)" >/dev/null || break; sleep 0.1; done
+    pkill -KILL -f "^$LIB_DIR/reservoird( |\$)" 2>/dev/null || true
+  fi
 }
 
 if $uninstall; then

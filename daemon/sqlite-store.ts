@@ -140,7 +140,7 @@ export function storeError(err: unknown, path: string): unknown {
     return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} cannot be written (${code}); check the disk and the state directory's permissions; nothing was written`, message, { cause: err });
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} is locked by another process; only reservoird may open it`, message, { cause: err });
+    return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} is held by another process (another reservoird still running?); stop it first: one reservoird owns a store`, message, { cause: err });
   }
   if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
     return new ReservoirError('STORE_UNAVAILABLE', `the lease store ${path} is corrupt (${code}); restore a backup (see README, "Backup and restore")`, message, { cause: err });
@@ -158,11 +158,14 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly path: string;
   private readonly sql: ReturnType<typeof prepareStatements>;
+  /** One transaction function for every call: db.transaction(fn) per call cost microseconds each. */
+  private readonly inTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
 
   private constructor(db: Database.Database, path: string) {
     this.db = db;
     this.path = path;
     this.sql = prepareStatements(db);
+    this.inTransaction = db.transaction((fn: () => unknown) => fn());
   }
 
   /** Open (creating if needed) and migrate. Refuses a corrupt file or one from a newer reservoird. */
@@ -171,11 +174,19 @@ export class SqliteStore implements Store {
     let db: Database.Database | undefined;
     try {
       db = new Database(path, { nativeBinding: options.nativeBinding ?? loadSqliteAddon() } as Database.Options);
-      db.pragma('busy_timeout = 5000');
+      // One owner per store: EXCLUSIVE locking keeps every other process (a second reservoird
+      // left running, a tool) out for as long as this daemon lives; a short busy timeout makes
+      // the refusal quick.
+      db.pragma('busy_timeout = 1000');
+      db.pragma('locking_mode = EXCLUSIVE');
+      // Read-only checks before anything writes: switching to WAL rewrites the header, so a
+      // corrupt file or one from a newer reservoird must be refused before that.
+      const current = checkStore(db, path);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
-      migrate(db, path);
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
+      migrate(db, current);
       return new SqliteStore(db, path);
     } catch (err) {
       db?.close();
@@ -185,8 +196,7 @@ export class SqliteStore implements Store {
 
   transaction<T>(fn: () => T): T {
     try {
-      const tx = this.db.transaction(fn);
-      return this.db.inTransaction ? tx() : tx.immediate();
+      return (this.db.inTransaction ? this.inTransaction(fn) : this.inTransaction.immediate(fn)) as T;
     } catch (err) {
       throw storeError(err, this.path);
     }
@@ -216,7 +226,8 @@ export class SqliteStore implements Store {
   }
 
   leasesOfAttachment(network: string, containerId: string, ifname: string): LeaseRecord[] {
-    return (this.sql.leasesOfAttachment.all(network, containerId, ifname) as LeaseRow[]).map(toLease);
+    const rows = this.sql.leasesOfAttachment.all(network, containerId, ifname) as LeaseRow[];
+    return rows.sort((a, b) => a.range_set - b.range_set).map(toLease);
   }
 
   leasesOfApp(network: string, app: string): LeaseRecord[] {
@@ -376,7 +387,8 @@ export class SqliteStore implements Store {
   }
 }
 
-function migrate(db: Database.Database, path: string): void {
+/** Schema version of a store we may open; refuses (reading only) a newer or a corrupt one. */
+function checkStore(db: Database.Database, path: string): number {
   // Reading the header first makes a non-database file fail here, before anything is written.
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
@@ -385,6 +397,18 @@ function migrate(db: Database.Database, path: string): void {
       `the lease store ${path} has schema version ${current}, newer than this reservoird understands (${SCHEMA_VERSION}); upgrade reservoird or restore a backup; the file was not touched`,
     );
   }
+  // A garbage page inside a valid file is found only by walking the b-trees (~20 ms per 100k leases).
+  const problems = (db.pragma('quick_check(3)') as Array<{ quick_check: string }>).map((row) => row.quick_check).filter((p) => p !== 'ok');
+  if (problems.length > 0) {
+    throw new ReservoirError(
+      'STORE_UNAVAILABLE',
+      `the lease store ${path} is corrupt (${problems.join('; ')}); restore a backup (see README, "Backup and restore"); the file was not touched`,
+    );
+  }
+  return current;
+}
+
+function migrate(db: Database.Database, current: number): void {
   for (let version = current; version < SCHEMA_VERSION; version++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[version]!);
@@ -400,7 +424,8 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO networks (name, ipam, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET ipam = excluded.ipam, updated_at = excluded.updated_at',
     ),
     listNetworks: db.prepare('SELECT name, ipam, updated_at FROM networks ORDER BY name'),
-    leasesOfAttachment: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id = ? AND ifname = ? ORDER BY range_set`),
+    // Sorted by range_set in JS: with ORDER BY this probe took ~3x as long (measured, bench/).
+    leasesOfAttachment: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases INDEXED BY leases_by_attachment WHERE network = ? AND container_id = ? AND ifname = ?`),
     leasesOfApp: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND app = ? AND kind = 'stateful' ORDER BY range_set`),
     leaseAt: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip = ?`),
     leasesBetween: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ? ORDER BY ip LIMIT ?`),
