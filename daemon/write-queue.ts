@@ -13,32 +13,54 @@ interface Pending {
 export class WriteQueue {
   private pending: Pending[] = [];
   private scheduled = false;
+  /** A unit arrived since the last look (see collect). */
+  private arrived = false;
+  /** When the oldest pending unit arrived (performance.now()). */
+  private since = 0;
   /** Batches committed and units run, for the health endpoint and benchmarks. */
   readonly stats = { batches: 0, units: 0 };
 
   constructor(
     private readonly store: Store,
     private readonly maxBatch = 256,
+    /** How long a batch may keep collecting units that keep arriving, at most (ms). */
+    private readonly maxWaitMs = 4,
   ) {}
 
   run<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // setImmediate lets every request already read from its socket join this batch.
-        setImmediate(() => this.flush());
-      }
+      this.arrived = true;
+      if (!this.scheduled) this.schedule();
     });
+  }
+
+  private schedule(): void {
+    this.scheduled = true;
+    this.since = performance.now();
+    setImmediate(() => this.collect());
+  }
+
+  /**
+   * Node accepts one connection per event-loop iteration on a unix socket, so concurrent
+   * requests reach the queue one iteration apart: flushing at the first setImmediate made
+   * batches of one unit and one fsync per request. Keep collecting while every iteration brings
+   * a unit (an idle iteration costs microseconds), up to maxBatch units or maxWaitMs.
+   */
+  private collect(): void {
+    if (this.arrived && this.pending.length < this.maxBatch && performance.now() - this.since < this.maxWaitMs) {
+      this.arrived = false;
+      setImmediate(() => this.collect());
+      return;
+    }
+    this.flush();
   }
 
   private flush(): void {
     const items = this.pending.splice(0, this.maxBatch);
     this.scheduled = false;
-    if (this.pending.length > 0) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.arrived = false;
+    if (this.pending.length > 0) this.schedule();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       this.store.batch(

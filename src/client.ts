@@ -1,8 +1,8 @@
 // The daemon client shared by plugin and CLI. Every failure to reach the daemon becomes code 11
 // (try again later) within a bounded time: a kubelet waiting on a hung plugin is worse than an error.
-import { request } from 'node:http';
+import { connect } from 'node:net';
 import { ReservoirError, errorFromBody } from './errors.js';
-import { ROUTES, type RouteName, routePath } from './protocol.js';
+import { MAX_BODY_BYTES, ROUTES, type RouteName, routePath } from './protocol.js';
 
 export interface CallOptions {
   readonly socket: string;
@@ -33,59 +33,138 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
   const { method } = ROUTES[route];
   const path = routePath(route, options.params, options.query);
   const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+  if (payload && payload.length > MAX_BODY_BYTES) {
+    // reservoird would answer 413 and close while we still write: we saw EPIPE and reported
+    // "try again later" (11) for a request that can never succeed.
+    return Promise.reject(
+      new ReservoirError('REQUEST_TOO_LARGE', `the request to reservoird would be ${payload.length} bytes, over its ${MAX_BODY_BYTES}-byte limit; shrink the network configuration`),
+    );
+  }
   // The daemon starts no ADD after this moment: we will have given up (code 11) before its
   // answer could reach us, and the lease would belong to an attachment the runtime thinks failed.
   const deadline = Date.now() + options.timeoutMs - Math.min(250, Math.floor(options.timeoutMs / 10));
+  const head =
+    `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${DEADLINE_HEADER}: ${deadline}\r\n` +
+    (payload ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : '') +
+    '\r\n';
   return new Promise((resolve, reject) => {
     let settled = false;
-    const fail = (err: ReservoirError) => {
+    let chunks: Buffer[] = [];
+    const finish = (settle: () => void) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      req.destroy();
-      reject(err);
+      socket.destroy();
+      settle();
     };
+    const fail = (err: ReservoirError) => finish(() => reject(err));
     const timer = setTimeout(() => {
       fail(new ReservoirError('TRY_AGAIN_LATER', `reservoird at ${options.socket} did not answer within ${options.timeoutMs} ms; ${UNREACHABLE_HINT}`));
     }, options.timeoutMs);
-    const req = request(
-      {
-        socketPath: options.socket,
-        method,
-        path,
-        headers: payload
-          ? { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close', [DEADLINE_HEADER]: deadline }
-          : { connection: 'close', [DEADLINE_HEADER]: deadline },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('error', (err) => fail(new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${err.message}`)));
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          const body = Buffer.concat(chunks);
-          const status = res.statusCode ?? 500;
-          if (status >= 200 && status < 300) return resolve(body);
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(body.toString('utf8'));
-          } catch {
-            parsed = { code: 999, msg: `reservoird answered HTTP ${status} without a JSON error body` };
-          }
-          reject(errorFromBody(parsed));
-        });
-      },
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      const reason = err.code ?? err.message;
+    const unreachable = (reason: string) =>
+      new ReservoirError('TRY_AGAIN_LATER', `cannot reach reservoird at ${options.socket} (${reason}); ${UNREACHABLE_HINT}`);
+    /** Settle once the answer is complete (or can no longer be): true when settled. */
+    const complete = (eof: boolean): boolean => {
+      if (settled) return true;
+      const answer = parseAnswer(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), eof);
+      if (answer === undefined) return false;
+      if ('broken' in answer) {
+        fail(answer.broken === 'no answer' ? unreachable('ECONNRESET') : new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${answer.broken}`));
+        return true;
+      }
+      const { status, body } = answer;
+      finish(() => {
+        if (status >= 200 && status < 300) return resolve(body);
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(body.toString('utf8'));
+        } catch {
+          parsed = { code: 999, msg: `reservoird answered HTTP ${status} without a JSON error body` };
+        }
+        reject(errorFromBody(parsed));
+      });
+      return true;
+    };
+    // A raw HTTP/1.1 exchange on node:net: node:http's load and agent cost a few ms of CPU in a
+    // plugin that runs once per pod. We never half-close (reservoird drops a request whose
+    // client has ended its side); it closes after answering (Connection: close).
+    const socket = connect(options.socket);
+    socket.on('connect', () => socket.write(payload ? Buffer.concat([Buffer.from(head), payload]) : head));
+    // Parse once the answer is whole: at its Content-Length, else (chunked backups) at EOF.
+    let received = 0;
+    let headSeen = false;
+    let needed: number | undefined;
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (!headSeen) {
+        if (chunks.length > 1) chunks = [Buffer.concat(chunks)];
+        const end = chunks[0]!.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        headSeen = true;
+        const length = /\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n/i.exec(chunks[0]!.subarray(0, end + 2).toString('latin1'));
+        if (length) needed = end + 4 + Number(length[1]);
+      }
+      if (needed !== undefined && received >= needed) complete(false);
+    });
+    socket.on('end', () => complete(true));
+    socket.on('close', () => complete(true));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (chunks.length > 0 && complete(true)) return;
       if (err.code === 'EACCES') {
         fail(new ReservoirError('TRY_AGAIN_LATER', `permission denied on ${options.socket}: run as root or as a member of the socket's group`));
         return;
       }
-      fail(new ReservoirError('TRY_AGAIN_LATER', `cannot reach reservoird at ${options.socket} (${reason}); ${UNREACHABLE_HINT}`));
+      fail(unreachable(err.code ?? err.message));
     });
-    req.end(payload);
   });
+}
+
+type Answer = { readonly status: number; readonly body: Buffer } | { readonly broken: string };
+
+/**
+ * The status and body of an HTTP/1.1 answer read so far; undefined while more is to come.
+ * Bodies come with Content-Length (JSON) or chunked (backups); without either, up to EOF.
+ */
+export function parseAnswer(bytes: Buffer, eof: boolean): Answer | undefined {
+  const end = bytes.indexOf('\r\n\r\n');
+  if (end < 0) return eof ? { broken: bytes.length === 0 ? 'no answer' : 'the connection closed mid-answer' } : undefined;
+  const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]!);
+  if (!status) return { broken: `not an HTTP answer: ${JSON.stringify(lines[0]!.slice(0, 80))}` };
+  let length: number | undefined;
+  let chunked = false;
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length') length = Number(value);
+    else if (name === 'transfer-encoding') chunked = value.toLowerCase().includes('chunked');
+  }
+  const rest = bytes.subarray(end + 4);
+  if (chunked) {
+    const body = dechunk(rest);
+    if (body) return { status: Number(status[1]), body };
+  } else if (length !== undefined && Number.isSafeInteger(length)) {
+    if (rest.length >= length) return { status: Number(status[1]), body: rest.subarray(0, length) };
+  } else if (eof) {
+    return { status: Number(status[1]), body: rest };
+  }
+  return eof ? { broken: 'the connection closed mid-answer' } : undefined;
+}
+
+/** A chunked body, or undefined while its last chunk has not arrived. */
+function dechunk(bytes: Buffer): Buffer | undefined {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = bytes.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const size = Number.parseInt(bytes.subarray(at, eol).toString('latin1').split(';')[0]!.trim(), 16);
+    if (!Number.isSafeInteger(size) || size < 0) return undefined;
+    if (size === 0) return Buffer.concat(parts);
+    if (eol + 2 + size + 2 > bytes.length) return undefined;
+    parts.push(bytes.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
 }

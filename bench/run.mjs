@@ -1,0 +1,732 @@
+#!/usr/bin/env node
+// reservoir's benchmark suite: `npm run bench` (as root, for the namespace storm).
+//
+//   BENCH_QUICK=1   fewer repeats (a minute or two instead of several)
+//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm
+//   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and
+//                   DIR/better_sqlite3.node, e.g. build/bin) instead of packaging the current
+//                   sources privately into a temp dir with scripts/package.mjs's own recipe
+//
+// Everything is measured as a RATIO against a reference taken in the same run, interleaved, and
+// summarised by medians: the machine is shared and noisy, absolute times are not comparable from
+// one run to the next. Prints a table, writes bench/results.json, removes every temp dir, daemon,
+// namespace and bridge it made, and exits 0 even when a target is missed (it prints MISSED).
+// Benchmarks are not tests: nothing here runs under `npm test`.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as esbuild from 'esbuild';
+import { cniBody, median, percentile, rawRequest } from './http.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const QUICK = process.env.BENCH_QUICK === '1';
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
+const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm'];
+const N = {
+  floorRepeats: QUICK ? 15 : 120,
+  tputRepeats: QUICK ? 1 : 5,
+  tputCount: QUICK ? { 1: 150, 16: 1500, 64: 3000 } : { 1: 600, 16: 6000, 64: 16000 },
+  scaleAdds: QUICK ? 300 : 2000,
+  scaleStartups: QUICK ? 1 : 3,
+  raceRepeats: QUICK ? 1 : 5,
+  raceProcs: 50,
+  storm: QUICK ? 40 : 200,
+  stormConc: 8,
+};
+const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const rows = [];
+const results = { startedAt: new Date().toISOString(), quick: QUICK, machine: {}, sections: {} };
+const tmp = mkdtempSync(join(tmpdir(), 'reservoir-bench-'));
+const daemons = new Set();
+const seaNames = [];
+let cleanupNetns; // a test/e2e/netns.ts Cleanup while the storm runs
+
+function log(msg) {
+  process.stderr.write(`[bench +${(process.uptime()).toFixed(1)}s] ${msg}\n`);
+}
+const wanted = (section) => !ONLY || ONLY.has(section);
+const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
+
+/** One line of the final table. target: { op: '<=' | '>=', value } or undefined. */
+function row(section, metric, value, unit, target, note = '') {
+  let status = '';
+  if (target) {
+    const ok = target.op === '<=' ? value <= target.value : value >= target.value;
+    status = Number.isFinite(value) ? (ok ? 'met' : 'MISSED') : 'MISSED';
+  }
+  rows.push({ section, metric, value, unit, target: target ? `${target.op} ${target.value}` : '', status, note });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up: the TypeScript helpers (bundled), the packaged executables
+
+/** Bundle bench/helpers.ts (and what it imports: netns helpers, store, services) to one CJS file. */
+async function loadHelpers() {
+  const out = join(tmp, 'helpers.cjs');
+  await esbuild.build({
+    entryPoints: [join(ROOT, 'bench', 'helpers.ts')],
+    outfile: out,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    nodePaths: [join(ROOT, 'node_modules')],
+    absWorkingDir: ROOT,
+    logLevel: 'error',
+    plugins: [
+      {
+        // Each source keeps its own location (test/e2e/netns.ts finds the harness from it,
+        // daemon/native-addon.ts finds better-sqlite3's addon from it).
+        name: 'import-meta-per-file',
+        setup(build) {
+          build.onLoad({ filter: /\.ts$/ }, (args) => {
+            const url = pathToFileURL(args.path).href;
+            const contents = readFileSync(args.path, 'utf8')
+              .replaceAll('import.meta.url', JSON.stringify(url))
+              .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
+              .replaceAll('import.meta.filename', JSON.stringify(args.path));
+            return { contents, loader: 'ts' };
+          });
+        },
+      },
+    ],
+  });
+  return createRequire(out)(out);
+}
+
+/** The packaged plugin and daemon: BENCH_BIN, or the current sources packaged into tmp/bin. */
+async function packaged() {
+  const dir = join(tmp, 'bin');
+  mkdirSync(dir, { recursive: true });
+  if (process.env.BENCH_BIN) {
+    const from = resolve(process.env.BENCH_BIN);
+    for (const f of ['reservoir', 'reservoird', 'better_sqlite3.node']) {
+      if (!existsSync(join(from, f))) throw new Error(`BENCH_BIN=${from} has no ${f}; run npm run package`);
+    }
+    return { plugin: join(from, 'reservoir'), daemon: join(from, 'reservoird'), source: from };
+  }
+  const { buildBundles } = await import('../scripts/build.mjs');
+  const { findNodeBinary, makeSea } = await import('../scripts/package.mjs');
+  const { outputs } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
+  const node = findNodeBinary();
+  for (const name of ['reservoir', 'reservoird']) {
+    const seaName = `bench-${process.pid}-${name}`;
+    seaNames.push(seaName);
+    log(`packaging ${name} (SEA, as scripts/package.mjs does) into ${dir}`);
+    // build/sea is shared with scripts/package.mjs runs of other people: retry if our blob vanished.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        makeSea(node, { name: seaName, main: outputs[name], out: join(dir, name) });
+        break;
+      } catch (err) {
+        if (attempt >= 4) throw err;
+        log(`packaging ${name}: ${String(err?.message ?? err).split('\n')[0]}; retrying`);
+      }
+    }
+  }
+  const req = createRequire(join(ROOT, 'package.json'));
+  const addon = join(dirname(req.resolve('better-sqlite3/package.json')), 'prebuilds', `${process.platform}-${process.arch}.node`);
+  copyFileSync(addon, join(dir, 'better_sqlite3.node'));
+  return { plugin: join(dir, 'reservoir'), daemon: join(dir, 'reservoird'), source: 'current sources, packaged into a temp dir' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemons
+
+function procStatus(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+    return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+  } catch {
+    return { rssMb: NaN, hwmMb: NaN };
+  }
+}
+
+/** Start a packaged reservoird on its own socket and state dir; resolves once /v1/health answers. */
+async function startDaemon(bin, name, { stateDir = join(tmp, name), args = ['--reclaim-grace', '0'] } = {}) {
+  const socket = join(tmp, `${name}.sock`);
+  const t0 = performance.now();
+  const child = spawn(bin.daemon, ['--socket', socket, '--state-dir', stateDir, '--cni-conf-dir', '', '--log-level', 'warn', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: PATH_ENV },
+  });
+  let stderr = '';
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  const d = { name, socket, stateDir, child, pid: child.pid, startupMs: NaN, get stderr() { return stderr; } };
+  daemons.add(d);
+  d.stop = () => stopDaemon(d);
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`reservoird ${name} exited during start: ${stderr}`);
+    try {
+      const r = await rawRequest(socket, 'GET', '/v1/health', undefined, 5_000);
+      if (r.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (performance.now() - t0 > 30_000) throw new Error(`reservoird ${name} did not answer /v1/health within 30 s: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  d.startupMs = performance.now() - t0;
+  return d;
+}
+
+function stopDaemon(d) {
+  daemons.delete(d);
+  const { child } = d;
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolveStop) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolveStop();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function reservoirConf(name, socket, ranges, extraIpam = {}) {
+  return { cniVersion: '1.0.0', name, type: 'bridge', ipam: { type: 'reservoir', socket, timeout: '30s', ranges, ...extraIpam } };
+}
+
+async function call(d, path, body) {
+  const r = await rawRequest(d.socket, 'POST', path, body);
+  if (r.status !== 200) throw new Error(`${d.name} ${path}: HTTP ${r.status} ${r.body.slice(0, 300)}`);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 + 2. Plugin floor and peer
+
+/** spawnSync with a fresh fd of `stdinFile` as stdin; returns wall ms, exit status, stdout. */
+function timeSpawn(cmd, args, env, stdinFile) {
+  const fd = openSync(stdinFile, 'r');
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(cmd, args, { env, stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.error) throw r.error;
+    return { ms, status: r.status, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function shuffle(list) {
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [list[i], list[j]] = [list[j], list[i]];
+  }
+  return list;
+}
+
+async function benchFloor(bin, node, daemon) {
+  const resConf = join(tmp, 'floor-reservoir.json');
+  const ranges = [[{ subnet: '10.96.0.0/24' }]];
+  writeFileSync(resConf, JSON.stringify(reservoirConf('bench-floor', daemon.socket, ranges)));
+  const hlConf = join(tmp, 'floor-host-local.json');
+  writeFileSync(hlConf, JSON.stringify({ cniVersion: '1.0.0', name: 'bench-floor', type: 'bridge', ipam: { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-floor') } }));
+  const hostLocal = '/usr/lib/cni/host-local';
+  const haveHostLocal = existsSync(hostLocal);
+  const envOf = (command, id) => ({ PATH: PATH_ENV, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/bench-floor', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' });
+  const expectOk = (what, r) => {
+    if (r.status !== 0) throw new Error(`${what} exited ${r.status}: ${r.stdout}${r.stderr}`);
+  };
+  let seq = 0;
+  const tasks = {
+    node: () => timeSpawn(node, ['-e', '0'], { PATH: PATH_ENV }, resConf).ms,
+    version: () => {
+      const r = timeSpawn(bin.plugin, [], envOf('VERSION', 'v'), resConf);
+      expectOk('reservoir VERSION', r);
+      return r.ms;
+    },
+    pair: (plugin, conf, label) => {
+      const id = `floor-${label}-${seq++}`;
+      const add = timeSpawn(plugin, [], envOf('ADD', id), conf);
+      expectOk(`${label} ADD`, add);
+      if (!add.stdout.includes('"ips"')) throw new Error(`${label} ADD printed no IPs: ${add.stdout}`);
+      const del = timeSpawn(plugin, [], envOf('DEL', id), conf);
+      expectOk(`${label} DEL`, del);
+      return { pair: add.ms + del.ms, add: add.ms, del: del.ms };
+    },
+  };
+  log('floor: warm-up');
+  for (let i = 0; i < 5; i++) {
+    tasks.node();
+    tasks.version();
+    tasks.pair(bin.plugin, resConf, 'reservoir');
+    if (haveHostLocal) tasks.pair(hostLocal, hlConf, 'host-local');
+  }
+  const s = { nodeA: [], nodeB: [], nodeTwo: [], version: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
+  log(`floor: ${N.floorRepeats} interleaved rounds of node -e 0 x2, reservoir ADD+DEL, VERSION${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
+  for (let i = 0; i < N.floorRepeats; i++) {
+    const round = {};
+    const steps = [
+      () => (round.nodeA = tasks.node()),
+      () => (round.nodeB = tasks.node()),
+      () => (round.version = tasks.version()),
+      () => (round.res = tasks.pair(bin.plugin, resConf, 'reservoir')),
+    ];
+    if (haveHostLocal) steps.push(() => (round.hl = tasks.pair(hostLocal, hlConf, 'host-local')));
+    for (const step of shuffle(steps)) step();
+    s.nodeA.push(round.nodeA);
+    s.nodeB.push(round.nodeB);
+    s.nodeTwo.push(round.nodeA + round.nodeB);
+    s.version.push(round.version);
+    s.resPair.push(round.res.pair);
+    s.resAdd.push(round.res.add);
+    s.resDel.push(round.res.del);
+    if (round.hl) s.hlPair.push(round.hl.pair);
+  }
+  const nodeOne = median([...s.nodeA, ...s.nodeB]);
+  const out = {
+    repeats: N.floorRepeats,
+    medianMs: {
+      nodeE0: nodeOne,
+      twoNodeE0: median(s.nodeTwo),
+      reservoirPair: median(s.resPair),
+      reservoirAdd: median(s.resAdd),
+      reservoirDel: median(s.resDel),
+      reservoirVersion: median(s.version),
+      hostLocalPair: haveHostLocal ? median(s.hlPair) : null,
+    },
+    samples: s,
+  };
+  out.floorRatio = out.medianMs.reservoirPair / out.medianMs.twoNodeE0;
+  out.versionRatio = out.medianMs.reservoirVersion / nodeOne;
+  out.peerRatio = haveHostLocal ? out.medianMs.reservoirPair / out.medianMs.hostLocalPair : null;
+  results.sections.floor = out;
+  const m = out.medianMs;
+  row('1 floor', 'reservoir ADD+DEL / 2x node -e 0', out.floorRatio, 'x', { op: '<=', value: 1.15 }, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoNodeE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)})`);
+  row('1 floor', 'reservoir VERSION / node -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(nodeOne, 1)} ms`);
+  if (haveHostLocal) row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', out.peerRatio, 'x', undefined, `host-local pair ${fmt(m.hostLocalPair, 1)} ms`);
+  else row('2 peer', 'host-local', NaN, '', undefined, 'SKIPPED: /usr/lib/cni/host-local missing (apt-get install containernetworking-plugins)');
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Daemon throughput
+
+async function benchThroughput(bin, node) {
+  const daemon = await startDaemon(bin, 'tput');
+  const config = reservoirConf('bench-tput', daemon.socket, [[{ subnet: '10.200.0.0/16' }]]);
+  const runs = { 1: [], 16: [], 64: [] };
+  for (let rep = 0; rep < N.tputRepeats; rep++) {
+    for (const conc of [1, 16, 64]) {
+      const opts = { socket: daemon.socket, conc, count: N.tputCount[conc], config, prefix: `t${rep}c${conc}`, daemonPid: daemon.pid };
+      log(`throughput: rep ${rep + 1}/${N.tputRepeats}, ${conc} clients, ${opts.count} ADDs then DELs`);
+      const r = spawnSync(node, [join(ROOT, 'bench', 'loadgen.mjs'), JSON.stringify(opts)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
+      const res = JSON.parse(r.stdout.trim().split('\n').pop());
+      if (res.add.errors || res.del.errors) throw new Error(`throughput: errors: ${res.add.firstError ?? res.del.firstError}`);
+      runs[conc].push(res);
+    }
+  }
+  const health = JSON.parse((await rawRequest(daemon.socket, 'GET', '/v1/health')).body);
+  await daemon.stop();
+  const summary = {};
+  for (const conc of [1, 16, 64]) {
+    const pick = (phase, key) => median(runs[conc].map((r) => r[phase][key]));
+    summary[conc] = {
+      addPerSecond: pick('add', 'perSecond'),
+      addP50: pick('add', 'p50'),
+      addP99: pick('add', 'p99'),
+      delPerSecond: pick('del', 'perSecond'),
+      delP99: pick('del', 'p99'),
+      daemonCpuPct: pick('add', 'daemonCpuPct'),
+      clientCpuPct: pick('add', 'clientCpuPct'),
+    };
+    const sm = summary[conc];
+    // Who limits: the daemon (one thread) near a full core, else the load generator, else
+    // neither (waiting on fsync, or both starved by other processes on the 2 cores).
+    sm.bound = sm.daemonCpuPct >= 85 ? 'daemon-bound' : sm.clientCpuPct >= 85 ? 'client-bound' : 'fsync/starved';
+    const note = `p50 ${fmt(sm.addP50)} ms, DEL ${fmt(sm.delPerSecond, 0)}/s; CPU daemon ${fmt(sm.daemonCpuPct, 0)}% client ${fmt(sm.clientCpuPct, 0)}% (${sm.bound})`;
+    row('3 throughput', `ADD/s, ${conc} client${conc > 1 ? 's' : ''}`, sm.addPerSecond, '/s', conc === 64 ? { op: '>=', value: 10000 } : undefined, note);
+    row('3 throughput', `ADD p99, ${conc} client${conc > 1 ? 's' : ''}`, sm.addP99, 'ms', { op: '<=', value: 10 });
+  }
+  results.sections.throughput = { repeats: N.tputRepeats, counts: N.tputCount, summary, runs, batches: health.batches };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Scale
+
+const SCALE_STORES = [
+  { key: 'empty24', label: 'empty /24', subnet: '10.98.0.0/24', leases: 0 },
+  { key: 'full16', label: '/16, 99% full', subnet: '172.16.0.0/16', leases: 'full16' },
+  { key: 'm8', label: '/8, 1,000,000 leases', subnet: '10.0.0.0/8', leases: 1_000_000 },
+  { key: 'v6', label: 'IPv6 /64, 100,000 leases', subnet: 'fd00:bec::/64', leases: 100_000 },
+];
+
+/** Fill a store in one transaction through SqliteStore.insertLease (which keeps the runs table). */
+function fillStore(h, store, spec) {
+  const dbPath = join(tmp, `scale-${store.key}`, 'reservoir.db');
+  mkdirSync(dirname(dbPath), { recursive: true });
+  const s = h.SqliteStore.open({ path: dbPath });
+  const subnet = spec.subnet.split('/')[0];
+  const base = h.parseIp(subnet);
+  const t0 = performance.now();
+  let n = 0;
+  // Free holes every 100th address in the /16 (99% full), every 64th elsewhere: each ADD must
+  // jump a run of leases to reach the next free address. .0 and the gateway (.1) stay unleased.
+  const wantedLeases = spec.leases === 'full16' ? Infinity : spec.leases;
+  const last = spec.leases === 'full16' ? 65534 : Infinity;
+  const hole = spec.leases === 'full16' ? 100 : 64;
+  const createdAt = Date.now();
+  s.transaction(() => {
+    for (let i = 2; n < wantedLeases && i <= last; i++) {
+      if (i % hole === 0) continue;
+      s.insertLease({
+        network: `bench-${spec.key}`,
+        family: base.family,
+        ip: base.value + BigInt(i),
+        rangeSet: 0,
+        containerId: `fill-${i}`,
+        ifname: 'eth0',
+        netns: '/proc/1/ns/net',
+        app: null,
+        kind: 'stateless',
+        createdAt,
+        detachedAt: null,
+      });
+      n++;
+    }
+  });
+  s.close();
+  return { dbPath, leases: n, fillSeconds: (performance.now() - t0) / 1000 };
+}
+
+async function benchScale(bin, h) {
+  const stores = [];
+  for (const spec of SCALE_STORES) {
+    const store = { ...spec };
+    if (spec.leases) {
+      log(`scale: filling ${spec.label}`);
+      Object.assign(store, fillStore(h, store, spec));
+      log(`scale: ${store.leases} leases in ${fmt(store.fillSeconds, 1)} s`);
+    } else {
+      store.leases = 0;
+    }
+    store.config = reservoirConf(`bench-${spec.key}`, join(tmp, `scale-${spec.key}.sock`), [[{ subnet: spec.subnet }]]);
+    stores.push(store);
+  }
+  // All four daemons run side by side and are measured round-robin: their ratios share the noise.
+  for (const store of stores) {
+    store.daemon = await startDaemon(bin, `scale-${store.key}`, { stateDir: join(tmp, `scale-${store.key}`) });
+    store.startups = [store.daemon.startupMs];
+    store.add = [];
+    store.del = [];
+  }
+  log(`scale: ${N.scaleAdds} ADD+DEL pairs per store, round-robin over the daemons`);
+  for (const store of stores) for (let i = 0; i < 20; i++) {
+    await call(store.daemon, '/v1/cni/add', cniBody(store.config, `warm-${i}`));
+    await call(store.daemon, '/v1/cni/del', cniBody(store.config, `warm-${i}`));
+  }
+  for (let i = 0; i < N.scaleAdds; i++) {
+    for (const store of shuffle([...stores])) {
+      const add = await call(store.daemon, '/v1/cni/add', cniBody(store.config, `s-${i}`));
+      const del = await call(store.daemon, '/v1/cni/del', cniBody(store.config, `s-${i}`));
+      store.add.push(add.ms);
+      store.del.push(del.ms);
+    }
+  }
+  for (const store of stores) {
+    Object.assign(store, procStatus(store.daemon.pid));
+    await store.daemon.stop();
+  }
+  // Start-up again (page cache warm for both, daemons otherwise idle): empty vs 1,000,000.
+  for (let k = 1; k < N.scaleStartups; k++) {
+    for (const store of [stores[0], stores[2]]) {
+      const d = await startDaemon(bin, `scale-${store.key}`, { stateDir: join(tmp, `scale-${store.key}`) });
+      store.startups.push(d.startupMs);
+      await d.stop();
+    }
+  }
+  // The same ADDs, in process, without HTTP and without fsync: the allocator + SQL only. The four
+  // stores are measured round-robin, each inside one outer transaction rolled back at the end.
+  log('scale: in-process service time (no HTTP, no fsync)');
+  const opened = stores.map((store) => {
+    const s = h.SqliteStore.open({ path: join(tmp, `scale-${store.key}`, 'reservoir.db') });
+    const networks = new h.Networks(s, h.silentLogger, () => []);
+    store.serviceAdd = [];
+    return { store, s, networks, cni: new h.CniService(s, networks, h.silentLogger) };
+  });
+  const rollback = new Error('rollback');
+  const measure = () => {
+    for (let i = 0; i < N.scaleAdds; i++) {
+      for (const o of shuffle([...opened])) {
+        const env = { CNI_CONTAINERID: `p-${i}`, CNI_NETNS: '/var/run/netns/bench', CNI_IFNAME: 'eth0' };
+        const add = h.parseInvocation('ADD', env, o.store.config);
+        const del = h.parseInvocation('DEL', env, o.store.config);
+        const t0 = performance.now();
+        o.cni.add(add);
+        o.store.serviceAdd.push((performance.now() - t0) * 1000);
+        o.cni.del(del);
+      }
+    }
+    throw rollback;
+  };
+  try {
+    opened.reduceRight((inner, o) => () => o.s.transaction(inner), measure)();
+  } catch (err) {
+    if (err !== rollback) throw err;
+  }
+  const m8 = opened.find((o) => o.store.key === 'm8');
+  {
+    // What the netns reconciler's periodic pass costs on this store (it reads every attached lease).
+    const reconciler = new h.NetnsReconciler(m8.s, m8.networks, m8.cni, h.silentLogger, 60_000);
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    reconciler.sweep();
+    m8.store.reconcilerSweepMs = performance.now() - t0;
+    m8.store.reconcilerRssGrowthMb = (process.memoryUsage().rss - rss0) / 1048576;
+  }
+  for (const o of opened) o.s.close();
+  const base = stores[0];
+  const baseAdd = median(base.add);
+  const baseService = median(base.serviceAdd);
+  const out = {};
+  for (const store of stores) {
+    const m = median(store.add);
+    out[store.key] = {
+      label: store.label,
+      leases: store.leases,
+      fillSeconds: store.fillSeconds ?? 0,
+      addMedianMs: m,
+      addP99Ms: percentile([...store.add].sort((a, b) => a - b), 99),
+      delMedianMs: median(store.del),
+      ratio: m / baseAdd,
+      serviceAddMedianUs: median(store.serviceAdd),
+      serviceRatio: median(store.serviceAdd) / baseService,
+      startupMs: median(store.startups),
+      startups: store.startups,
+      rssMb: store.rssMb,
+      hwmMb: store.hwmMb,
+      reconcilerSweepMs: store.reconcilerSweepMs,
+      reconcilerRssGrowthMb: store.reconcilerRssGrowthMb,
+    };
+    const o = out[store.key];
+    const note = `ADD ${fmt(m, 2)} ms via socket; service ${fmt(o.serviceAddMedianUs, 0)} us (x${fmt(o.serviceRatio)})`;
+    if (store !== base) row('4 scale', `ADD ${store.label} / empty /24`, o.ratio, 'x', { op: '<=', value: 1.5 }, note);
+    else row('4 scale', 'ADD empty /24 (reference)', m, 'ms', undefined, note);
+  }
+  const big = out.m8;
+  row('4 scale', 'daemon RSS, 1,000,000 leases', big.rssMb, 'MB', { op: '<=', value: 300 }, `after start + ${N.scaleAdds + 20} ADD/DEL; peak ${fmt(big.hwmMb, 0)} MB; empty: ${fmt(out.empty24.rssMb, 0)} MB`);
+  row('4 scale', 'start-up, 1,000,000 leases', big.startupMs / 1000, 's', { op: '<=', value: 2 }, `start -> /v1/health; empty store: ${fmt(out.empty24.startupMs, 0)} ms`);
+  row('4 scale', 'reconciler pass, 1,000,000 leases', big.reconcilerSweepMs / 1000, 's', undefined, `in process; RSS +${fmt(big.reconcilerRssGrowthMb, 0)} MB (daemons here run --reclaim-grace 0)`);
+  results.sections.scale = { adds: N.scaleAdds, stores: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Reserved-IP race
+
+function runPlugin(bin, env, confFile) {
+  return new Promise((resolveRun, reject) => {
+    const fd = openSync(confFile, 'r');
+    const child = spawn(bin.plugin, [], { env, stdio: [fd, 'pipe', 'pipe'] });
+    closeSync(fd);
+    let stdout = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolveRun({ code, stdout }));
+  });
+}
+
+async function benchRace(bin, daemon) {
+  const ip = '10.96.1.50';
+  const conf = join(tmp, 'race.json');
+  writeFileSync(conf, JSON.stringify(reservoirConf('bench-race', daemon.socket, [[{ subnet: '10.96.1.0/24' }]], { reserved: [ip] })));
+  const envOf = (command, id) => ({ PATH: PATH_ENV, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/bench-race', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni', CNI_ARGS: `IP=${ip}` });
+  const reps = [];
+  for (let rep = 0; rep < N.raceRepeats; rep++) {
+    log(`race: ${N.raceProcs} plugin processes ADD ${ip} at once (${rep + 1}/${N.raceRepeats})`);
+    const t0 = performance.now();
+    const answers = await Promise.all(Array.from({ length: N.raceProcs }, (_, i) => runPlugin(bin, envOf('ADD', `race-${rep}-${i}`), conf)));
+    const ms = performance.now() - t0;
+    const winners = answers.map((a, i) => ({ ...a, i })).filter((a) => a.code === 0 && a.stdout.includes(ip));
+    const losers = answers.filter((a) => {
+      try {
+        return a.code === 1 && JSON.parse(a.stdout).code === 101;
+      } catch {
+        return false;
+      }
+    });
+    const other = answers.length - winners.length - losers.length;
+    reps.push({ ms, winners: winners.length, code101: losers.length, other, otherSample: other ? answers.find((a) => !(a.code === 0) && !a.stdout.includes('"code":101'))?.stdout : undefined });
+    for (const w of winners) await runPlugin(bin, envOf('DEL', `race-${rep}-${w.i}`), conf);
+  }
+  const ok = reps.every((r) => r.winners === 1 && r.code101 === N.raceProcs - 1);
+  results.sections.race = { procs: N.raceProcs, reps, exactlyOneWinner: ok };
+  row('5 race', `${N.raceProcs} plugins, one reserved IP: all answered`, median(reps.map((r) => r.ms)) / 1000, 's', undefined,
+    `${ok ? 'exactly one won, the others code 101' : `WRONG: ${JSON.stringify(reps.map(({ winners, code101, other }) => ({ winners, code101, other })))}`}`);
+  row('5 race', 'exactly one winner, rest code 101', ok ? 1 : 0, '', { op: '>=', value: 1 }, ok ? 'yes, every repeat' : 'NO');
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Storm through the real bridge plugin in network namespaces
+
+async function pool(items, conc, fn) {
+  let next = 0;
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  }));
+}
+
+async function benchStorm(bin, h, daemon) {
+  const missing = [];
+  if (process.getuid?.() !== 0) missing.push('root');
+  for (const p of ['bridge', 'host-local']) if (!existsSync(join(h.CNI_PLUGIN_DIR, p))) missing.push(`${h.CNI_PLUGIN_DIR}/${p} (apt-get install containernetworking-plugins)`);
+  if (missing.length === 0) {
+    const err = h.buildHarness();
+    if (err) missing.push(`libcni harness: ${err.split('\n')[0]} (apt-get install golang-go golang-github-appc-cni-dev)`);
+  }
+  if (missing.length) {
+    row('6 storm', 'storm', NaN, '', undefined, `SKIPPED: missing ${missing.join(', ')}`);
+    results.sections.storm = { skipped: missing };
+    return;
+  }
+  const cleanup = new h.Cleanup();
+  cleanupNetns = cleanup;
+  try {
+    log(`storm: creating ${N.storm} network namespaces`);
+    const namespaces = [];
+    for (let i = 0; i < N.storm; i++) namespaces.push(h.createNetns(cleanup, 'rsvbench-'));
+    const cniBin = join(tmp, 'cni-bin');
+    mkdirSync(cniBin, { recursive: true });
+    symlinkSync(bin.plugin, join(cniBin, 'reservoir'));
+    const out = {};
+    for (const kind of ['reservoir', 'host-local']) {
+      const bridge = h.uniqueName('rsvbench', 4);
+      cleanup.addLink(bridge);
+      const { subnet } = h.pickFreeSubnet24('10.97');
+      const ranges = [[{ subnet }]];
+      const ipam = kind === 'reservoir'
+        ? { type: 'reservoir', socket: daemon.socket, timeout: '30s', ranges }
+        : { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-storm') };
+      const conflist = h.writeConflist({ cniVersion: '1.0.0', name: `bench-storm-${kind}`, plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam }] }, cleanup);
+      const cacheDir = join(tmp, `cni-cache-${kind}`);
+      const opts = { cacheDir, cniPath: [cniBin, h.CNI_PLUGIN_DIR], timeoutMs: 120_000 };
+      const phase = async (cmd) => {
+        const t0 = performance.now();
+        let failed;
+        await pool(namespaces, N.stormConc, async (ns, i) => {
+          const r = await h.runCni(cmd, conflist, `storm-${kind}-${i}`, ns.path, 'eth0', opts);
+          if (!r.ok) failed ??= `${cmd} ${i}: ${r.error?.msg ?? r.stderr}`;
+        });
+        if (failed) throw new Error(`storm ${kind}: ${failed}`);
+        return (performance.now() - t0) / 1000;
+      };
+      log(`storm: ${N.storm} ADDs through bridge + ${kind}, ${N.stormConc} at a time (${subnet} on ${bridge})`);
+      const add = await phase('add');
+      const del = await phase('del');
+      out[kind] = { addSeconds: add, delSeconds: del, subnet, bridge };
+      h.deleteLink(bridge);
+    }
+    results.sections.storm = { containers: N.storm, concurrency: N.stormConc, ...out };
+    const r = out.reservoir;
+    const hl = out['host-local'];
+    row('6 storm', `${N.storm} ADDs, bridge+reservoir, conc ${N.stormConc}`, r.addSeconds, 's', undefined, `DEL ${fmt(r.delSeconds)} s`);
+    row('6 storm', `${N.storm} ADDs, bridge+host-local, conc ${N.stormConc}`, hl.addSeconds, 's', undefined, `DEL ${fmt(hl.delSeconds)} s; reservoir/host-local ADD x${fmt(r.addSeconds / hl.addSeconds)}`);
+  } finally {
+    log('storm: removing namespaces and bridges');
+    await cleanup.run();
+    cleanupNetns = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine() {
+  const busy = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) };
+  };
+  return { loadavg: loadavg(), cpus: cpus().length, stat: busy() };
+}
+
+function printTable() {
+  const head = ['section', 'metric', 'value', 'target', 'status', 'notes'];
+  const lines = rows.map((r) => [r.section, r.metric, Number.isFinite(r.value) ? `${fmt(r.value, r.unit === '/s' ? 0 : 2)} ${r.unit}`.trim() : '-', r.target, r.status, r.note]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => String(l[i]).length)));
+  const fmtLine = (l) => l.map((c, i) => (i === l.length - 1 ? String(c) : String(c).padEnd(widths[i]))).join('  ');
+  console.log(fmtLine(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const l of lines) console.log(fmtLine(l));
+}
+
+async function cleanupAll() {
+  for (const d of [...daemons]) await stopDaemon(d).catch(() => undefined);
+  if (cleanupNetns) await cleanupNetns.run().catch((err) => log(`cleanup: ${err.message}`));
+  rmSync(tmp, { recursive: true, force: true });
+  for (const n of seaNames) for (const ext of ['.blob', '.sea-config.json']) rmSync(join(ROOT, 'build', 'sea', n + ext), { force: true });
+}
+
+async function main() {
+  const start = machine();
+  log(`${QUICK ? 'quick' : 'full'} run; load average ${start.loadavg.map((x) => x.toFixed(2)).join(' ')} on ${start.cpus} CPUs; temp dir ${tmp}`);
+  const h = await loadHelpers();
+  const { findNodeBinary } = await import('../scripts/package.mjs');
+  const node = findNodeBinary().path;
+  const bin = await packaged();
+  results.binaries = { ...bin, node };
+  const needMain = wanted('floor') || wanted('race') || wanted('storm');
+  const mainDaemon = needMain ? await startDaemon(bin, 'main') : undefined;
+  const sections = {
+    floor: () => benchFloor(bin, node, mainDaemon),
+    throughput: () => benchThroughput(bin, node),
+    scale: () => benchScale(bin, h),
+    race: () => benchRace(bin, mainDaemon),
+    storm: () => benchStorm(bin, h, mainDaemon),
+  };
+  for (const name of SECTIONS) {
+    if (!wanted(name)) continue;
+    const t0 = performance.now();
+    try {
+      await sections[name]();
+    } catch (err) {
+      log(`${name}: FAILED: ${err?.stack ?? err}`);
+      row(name, 'section failed', NaN, '', { op: '<=', value: 0 }, String(err?.message ?? err).split('\n')[0].slice(0, 200));
+      results.sections[name] = { error: String(err?.stack ?? err) };
+    }
+    log(`${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  if (mainDaemon) await mainDaemon.stop();
+  const end = machine();
+  const busyPct = (1 - (end.stat.idle - start.stat.idle) / (end.stat.total - start.stat.total)) * 100;
+  results.machine = { cpus: start.cpus, loadavgStart: start.loadavg, loadavgEnd: end.loadavg, cpuBusyPctDuringRun: busyPct };
+  results.rows = rows;
+  results.seconds = process.uptime();
+  console.log(`\nreservoir bench (${QUICK ? 'quick' : 'full'}; ${bin.source}); ${results.seconds.toFixed(0)} s; ` +
+    `load avg ${start.loadavg[0].toFixed(2)} -> ${end.loadavg[0].toFixed(2)} on ${start.cpus} CPUs, CPU busy ${busyPct.toFixed(0)}% (ours + others)\n`);
+  printTable();
+  writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nwrote bench/results.json`);
+}
+
+let exiting = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (exiting) return;
+    exiting = true;
+    log(`${sig}: cleaning up`);
+    cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+main()
+  .catch((err) => {
+    log(`FAILED: ${err?.stack ?? err}`);
+  })
+  .finally(async () => {
+    await cleanupAll();
+    process.exit(0);
+  });
