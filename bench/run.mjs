@@ -481,7 +481,7 @@ async function benchScale(bin, h) {
     const reconciler = new h.NetnsReconciler(m8.s, m8.networks, m8.cni, h.silentLogger, 60_000);
     const rss0 = process.memoryUsage().rss;
     const t0 = performance.now();
-    reconciler.sweep();
+    await reconciler.sweep(async (fn) => fn());
     m8.store.reconcilerSweepMs = performance.now() - t0;
     m8.store.reconcilerRssGrowthMb = (process.memoryUsage().rss - rss0) / 1048576;
   }

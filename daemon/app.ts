@@ -78,9 +78,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   secureSocket(options.socket, options.socketGid);
 
   const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
+  let reconciling = false;
   const sweep = setInterval(() => {
     queue.run(() => operator.expireHolds()).catch((err: unknown) => log.error('hold expiry failed', { error: String(err) }));
-    if (reconciler) queue.run(() => reconciler.sweep()).catch((err: unknown) => log.error('reconcile failed', { error: String(err) }));
+    if (reconciler && !reconciling) {
+      reconciling = true;
+      reconciler
+        .sweep((fn) => queue.run(fn))
+        .catch((err: unknown) => log.error('reconcile failed', { error: String(err) }))
+        .finally(() => {
+          reconciling = false;
+        });
+    }
   }, options.sweepIntervalMs ?? Math.min(30_000, Math.max(1_000, graceMs / 2)));
   sweep.unref();
 

@@ -1,15 +1,22 @@
 // Leaks: a container that died without DEL (or a node that rebooted) leaves a lease whose
 // network namespace no longer exists. After a grace period such a lease is released as DEL
 // would release it: a stateless IP is freed, a stateful one stays held for its app.
+// A pass reads the leases in pages, each page its own unit of the write queue, so a store with
+// a million leases neither blocks ADDs for seconds nor loads every lease into memory.
 import { existsSync } from 'node:fs';
-import { formatValue } from '../src/address.js';
+import { type Family, formatValue } from '../src/address.js';
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
-import type { Store } from './store.js';
+import type { LeaseRecord, Store } from './store.js';
+
+export const RECONCILE_PAGE = 512;
+
+/** Runs a unit of store work in turn with everything else (the daemon's write queue). */
+export type RunUnit = <T>(fn: () => T) => Promise<T>;
 
 export class NetnsReconciler {
-  /** When each lease was first seen without its namespace, by "network|family|ip". */
+  /** When each lease was first seen without its namespace, by "network|family|ip|container". */
   private readonly missingSince = new Map<string, number>();
   /** Leases released since start, for the health endpoint and the logs. */
   reclaimed = 0;
@@ -24,35 +31,59 @@ export class NetnsReconciler {
     private readonly netnsExists: (path: string) => boolean = existsSync,
   ) {}
 
-  /** One pass; run it inside the write queue. Returns how many leases it released. */
-  sweep(): number {
-    const now = this.now();
+  /** One pass over every attached lease. Returns how many leases it released. */
+  async sweep(run: RunUnit): Promise<number> {
     const seen = new Set<string>();
     let released = 0;
-    for (const network of this.networks.names()) {
-      for (const lease of this.store.attachedLeases(network)) {
-        if (lease.netns === null || this.netnsExists(lease.netns)) continue;
-        const key = `${network}|${lease.family}|${lease.ip}`;
-        seen.add(key);
-        const since = this.missingSince.get(key) ?? now;
-        this.missingSince.set(key, since);
-        if (now - since < this.graceMs) continue;
-        this.cni.release(lease);
-        this.missingSince.delete(key);
-        released++;
-        this.log.info('released a lease whose network namespace is gone', {
-          network,
-          ip: formatValue(lease.family, lease.ip),
-          container: lease.containerId,
-          netns: lease.netns,
-          kind: lease.kind,
-          missingForMs: now - since,
-        });
+    for (const network of await run(() => this.networks.names())) {
+      let after: { family: Family; ip: bigint } | undefined;
+      for (;;) {
+        const page = await run(() => this.store.attachedLeasesAfter(network, after, RECONCILE_PAGE));
+        const due = this.due(page, seen);
+        if (due.length > 0) released += await run(() => this.release(network, due));
+        if (page.length < RECONCILE_PAGE) break;
+        const last = page[page.length - 1]!;
+        after = { family: last.family, ip: last.ip };
       }
     }
     for (const key of this.missingSince.keys()) if (!seen.has(key)) this.missingSince.delete(key);
     this.reclaimed += released;
     if (released > 0) this.log.info('reconcile pass', { released, totalReclaimed: this.reclaimed });
+    return released;
+  }
+
+  /** The leases of a page whose namespace has been gone for the whole grace period. */
+  private due(page: readonly LeaseRecord[], seen: Set<string>): LeaseRecord[] {
+    const now = this.now();
+    const due: LeaseRecord[] = [];
+    for (const lease of page) {
+      if (lease.netns === null || this.netnsExists(lease.netns)) continue;
+      const key = `${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`;
+      seen.add(key);
+      const since = this.missingSince.get(key) ?? now;
+      this.missingSince.set(key, since);
+      if (now - since >= this.graceMs) due.push(lease);
+    }
+    return due;
+  }
+
+  /** Release what is still as we saw it: a DEL or a new ADD may have come in between. */
+  private release(network: string, due: readonly LeaseRecord[]): number {
+    let released = 0;
+    for (const seen of due) {
+      const lease = this.store.leaseAt(network, seen.family, seen.ip);
+      if (!lease || lease.containerId !== seen.containerId || lease.ifname !== seen.ifname || lease.netns !== seen.netns) continue;
+      this.cni.release(lease);
+      this.missingSince.delete(`${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`);
+      released++;
+      this.log.info('released a lease whose network namespace is gone', {
+        network,
+        ip: formatValue(lease.family, lease.ip),
+        container: lease.containerId,
+        netns: lease.netns,
+        kind: lease.kind,
+      });
+    }
     return released;
   }
 }

@@ -268,6 +268,12 @@ export class SqliteStore implements Store {
     return (this.sql.attachedLeases.all(network) as LeaseRow[]).map(toLease);
   }
 
+  attachedLeasesAfter(network: string, after: { family: Family; ip: bigint } | undefined, limit: number): LeaseRecord[] {
+    const family = after?.family ?? 0;
+    const key = after ? toKey(after.family, after.ip) : '';
+    return (this.sql.attachedAfter.all(network, family, key, limit) as LeaseRow[]).map(toLease);
+  }
+
   detachedBefore(network: string, cutoff: number): LeaseRecord[] {
     return (this.sql.detachedBefore.all(network, cutoff) as LeaseRow[]).map(toLease);
   }
@@ -459,6 +465,9 @@ function prepareStatements(db: Database.Database) {
     countAll: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases'),
     countNetwork: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ?'),
     attachedLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL`),
+    attachedAfter: db.prepare(
+      `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`,
+    ),
     detachedBefore: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND detached_at IS NOT NULL AND detached_at < ?`),
     insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     deleteLease: db.prepare('DELETE FROM leases WHERE network = ? AND family = ? AND ip = ?'),

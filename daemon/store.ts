@@ -58,6 +58,8 @@ export interface Store {
   listLeases(network: string | undefined): LeaseRecord[];
   countLeases(network: string | undefined): { total: number; held: number };
   attachedLeases(network: string): LeaseRecord[];
+  /** Attached leases after (family, ip) in address order, at most `limit`: pages for long scans. */
+  attachedLeasesAfter(network: string, after: { family: Family; ip: bigint } | undefined, limit: number): LeaseRecord[];
   detachedBefore(network: string, cutoff: number): LeaseRecord[];
 
   insertLease(lease: LeaseRecord): void;
