@@ -34,6 +34,7 @@ export async function runPlugin(io: PluginIo): Promise<number> {
       return 0;
     }
     const config = decodeConfig(stdin);
+    checkDepth(config);
     cniVersion = configVersion(config);
     const invocation = parseInvocation(command, io.env, config);
     const env: CniEnv = {
@@ -82,6 +83,22 @@ function parseCommand(value: string | undefined): CniCommand {
   if ((COMMANDS as readonly string[]).includes(value ?? '')) return value as CniCommand;
   const problem = value ? `CNI_COMMAND "${value.slice(0, 40)}" is not a CNI command` : 'CNI_COMMAND is missing';
   throw new ReservoirError('INVALID_ENV', `${problem}; use one of ${COMMANDS.join(', ')}`);
+}
+
+/** Deeper than any real configuration; JSON.stringify (forwarding it) recurses per level. */
+export const MAX_CONFIG_DEPTH = 128;
+
+/** A config nested ~100,000 deep fits in 1 MiB and overflowed the stack when forwarded (code 999). */
+function checkDepth(config: unknown): void {
+  const stack: Array<[unknown, number]> = [[config, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > MAX_CONFIG_DEPTH) {
+      throw new ReservoirError('DECODE_FAILURE', `the network configuration on stdin is nested more than ${MAX_CONFIG_DEPTH} levels deep`);
+    }
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
+  }
 }
 
 function decodeStdin(bytes: Buffer): string {
