@@ -10,6 +10,7 @@ import {
 } from '../../daemon/allocator.js';
 import { type Family, formatValue, parseIp } from '../../src/address.js';
 import { type RangeSet, parseIpamConfig } from '../../src/config.js';
+import { rng } from '../support/random.js';
 
 const v = (text: string): bigint => parseIp(text).value;
 
@@ -41,17 +42,6 @@ function show(set: RangeSet, found: Allocation | undefined): string | undefined 
   return found === undefined ? undefined : `${formatValue(set.family, found.value)}#${found.rangeIndex}`;
 }
 
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Merge single addresses into a sorted span list. */
 function spansOf(values: Iterable<bigint>): Span[] {

@@ -26,37 +26,7 @@ export async function bundles(): Promise<{ plugin: string; daemon: string }> {
   return { plugin: PLUGIN_BUNDLE, daemon: DAEMON_BUNDLE };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Seeded PRNG (mulberry32): every random choice of a test comes from one printed seed.
-
-export class Rng {
-  private state: number;
-  constructor(readonly seed: number) {
-    this.state = seed >>> 0;
-  }
-  /** [0, 1) */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.next() * items.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const out = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) out[i] = Math.floor(this.next() * 256);
-    return out;
-  }
-}
+export { Rng } from '../support/random.js';
 
 /** A seed from $name if set (to reproduce a failure), else a fresh random one. */
 export function seedFrom(name: string): number {

@@ -21,18 +21,8 @@ import {
   prefixMask,
   toKey,
 } from '../../src/address.js';
+import { rng } from '../support/random.js';
 
-/** Seeded PRNG (mulberry32) so a failing property run reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBig(next: () => number, bits: number): bigint {
   let v = 0n;

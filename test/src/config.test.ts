@@ -16,7 +16,7 @@ import {
   parseReservedEntry,
   show,
 } from '../../src/config.js';
-import { ReservoirError } from '../../src/errors.js';
+import { expectReservoirError } from '../support/expect-error.js';
 
 const v = (text: string): bigint => parseIp(text).value;
 
@@ -26,19 +26,9 @@ function ok(ipam: Record<string, unknown>): IpamConfig {
 
 /** Assert code 7 and that the message names the field and (each) offending value. */
 function invalid(run: () => unknown, field: string, ...values: string[]): string {
-  let caught: unknown;
-  try {
-    run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught, 'expected a ReservoirError').toBeInstanceOf(ReservoirError);
-  const err = caught as ReservoirError;
-  expect(err.code).toBe(7);
-  expect(err.codeName).toBe('INVALID_CONFIG');
-  expect(err.message.startsWith(`invalid config: ${field}: `), `message "${err.message}" should name ${field}`).toBe(true);
-  for (const value of values) expect(err.message).toContain(value);
-  return err.message;
+  const message = expectReservoirError(run, 7, ...values);
+  expect(message.startsWith(`invalid config: ${field}: `), `message "${message}" should name ${field}`).toBe(true);
+  return message;
 }
 
 const ranges = (...sets: Array<Array<Record<string, unknown>>>) => ({ ranges: sets });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatIp } from '../../src/address.js';
 import { SUPPORTED_VERSIONS } from '../../src/cni.js';
-import { ReservoirError } from '../../src/errors.js';
 import {
   ANNOTATION_GROUP,
   ANNOTATION_IP,
@@ -15,6 +14,7 @@ import {
   parseIfname,
   parseInvocation,
 } from '../../src/invocation.js';
+import { expectReservoirError } from '../support/expect-error.js';
 
 const IPAM = { type: 'reservoir', ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: 'fd00::/64' }]] };
 
@@ -28,19 +28,7 @@ function env(extra: Partial<CniEnv> = {}): CniEnv {
   return { ...ENV, ...extra };
 }
 
-function fails(run: () => unknown, code: number, ...fragments: string[]): string {
-  let caught: unknown;
-  try {
-    run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught, 'expected a ReservoirError').toBeInstanceOf(ReservoirError);
-  const err = caught as ReservoirError;
-  expect(err.code, err.message).toBe(code);
-  for (const fragment of fragments) expect(err.message).toContain(fragment);
-  return err.message;
-}
+const fails = expectReservoirError;
 
 const annotations = (values: Record<string, unknown>) => ({ runtimeConfig: { [POD_ANNOTATIONS_CAPABILITY]: values } });
 const addIps = (extra: Record<string, unknown>, cniArgs?: string) =>
