@@ -1,5 +1,5 @@
 // The CNI plugin executable: wire the real process to runPlugin. Nothing else loads here.
-import { readSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { MAX_STDIN_BYTES, runPlugin } from '../src/plugin.js';
 
 /** Read stdin synchronously (fast, no stream machinery), stopping just past the size limit. */
@@ -35,8 +35,31 @@ async function readStdinAsync(chunks: Buffer[], total: number): Promise<Buffer> 
   return Buffer.concat(chunks);
 }
 
-runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => process.stdout.write(`${text}\n`) }).then(
-  (code) => {
-    process.exitCode = code;
-  },
-);
+/**
+ * Write all of `text` to stdout, then exit with `code`. The answer is the last thing the plugin
+ * does: exiting right away skips the environment and heap teardown of a natural exit. Synchronous
+ * write to fd 1 (no stream set-up); a non-blocking stdout that is full (EAGAIN) is finished the
+ * stream way, and the process exits once that write has been flushed.
+ */
+function answer(text: string, code: number): void {
+  let rest = Buffer.from(text);
+  while (rest.length > 0) {
+    let n: number;
+    try {
+      n = writeSync(1, rest);
+    } catch (err) {
+      const errno = (err as NodeJS.ErrnoException).code;
+      if (errno === 'EAGAIN') {
+        process.stdout.on('error', () => process.exit(code));
+        process.stdout.write(rest, () => process.exit(code));
+        return;
+      }
+      break; // EPIPE, EBADF: nobody reads the answer; the exit code still tells
+    }
+    rest = rest.subarray(n);
+  }
+  process.exit(code);
+}
+
+let out = '';
+runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => (out += `${text}\n`) }).then((code) => answer(out, code));

@@ -2,14 +2,12 @@
 // A network's ipam config is kept as written and parsed with the plugin's own validator.
 // Config-sourced reserved entries are reconciled on every change of the config.
 import type { IpamConfig, ReservedSpec } from '../src/config.js';
-import { parseIpamConfig } from '../src/config.js';
+import { parseIpamConfigCached } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Logger } from './log.js';
 import type { ReservedRecord, Store } from './store.js';
 
 export class Networks {
-  /** Parsed configs by their JSON text: parsing is pure, so this cache can never go stale. */
-  private readonly parsed = new Map<string, IpamConfig>();
   /** Config-file reserved entries that could not be applied, per network: shown by `reserved list`.
    *  No key: not reconciled since this daemon started. */
   readonly conflicts = new Map<string, string[]>();
@@ -23,7 +21,7 @@ export class Networks {
   /** Record the network's config if it changed (call inside a transaction). */
   register(name: string, rawIpam: Record<string, unknown>, now: number): IpamConfig {
     const json = JSON.stringify(rawIpam);
-    const config = this.parse(json);
+    const config = parseIpamConfigCached(rawIpam);
     const stored = this.store.getNetwork(name);
     if (stored?.ipam !== json) {
       this.store.putNetwork(name, json, now);
@@ -45,17 +43,7 @@ export class Networks {
         `network "${name}" is not registered; reservoird learns networks from the CNI config directory and from the first ADD`,
       );
     }
-    return this.parse(stored.ipam);
-  }
-
-  private parse(json: string): IpamConfig {
-    let config = this.parsed.get(json);
-    if (!config) {
-      config = parseIpamConfig(JSON.parse(json));
-      if (this.parsed.size > 256) this.parsed.clear();
-      this.parsed.set(json, config);
-    }
-    return config;
+    return parseIpamConfigCached(JSON.parse(stored.ipam));
   }
 
   names(): string[] {

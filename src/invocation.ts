@@ -17,7 +17,7 @@ import {
   asObject,
   configError,
   parseGroupName,
-  parseIpamConfig,
+  parseIpamConfigCached,
   parseKind,
   parseNetworkName,
   show,
@@ -140,7 +140,7 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
   }
   const network = parseNetworkName(config.name);
   const rawIpam = asObject(config.ipam, 'ipam');
-  const ipam = parseIpamConfig(rawIpam);
+  const ipam = parseIpamConfigCached(rawIpam);
   const cniArgs = parseCniArgs(env.CNI_ARGS);
   const runtimeConfig = config.runtimeConfig === undefined ? {} : asObject(config.runtimeConfig, 'runtimeConfig');
   const annotations = parseAnnotations(runtimeConfig[POD_ANNOTATIONS_CAPABILITY]);

@@ -7,6 +7,13 @@ import type { CniEnv } from './invocation.js';
 
 export const PROTOCOL_VERSION = 1;
 
+/** Where reservoird listens unless ipam.socket says otherwise. */
+export const DEFAULT_SOCKET = '/run/reservoir/reservoir.sock';
+/** How long the plugin waits for reservoird unless ipam.timeout says otherwise, and its bounds. */
+export const DEFAULT_TIMEOUT_MS = 5_000;
+export const MIN_TIMEOUT_MS = 100;
+export const MAX_TIMEOUT_MS = 120_000;
+
 /** Body of every plugin call: the plugin forwards what it was given; the daemon re-validates it. */
 export interface CniCallBody {
   readonly env: CniEnv;

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatValue, parseIp } from '../../src/address.js';
+import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS } from '../../src/protocol.js';
 import {
-  DEFAULT_SOCKET,
-  DEFAULT_TIMEOUT_MS,
   type IpRange,
   type IpamConfig,
   checkReservedPlacement,
