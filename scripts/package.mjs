@@ -21,6 +21,15 @@
 // The V8 code cache is embedded (useCodeCache) and made deterministic with --random-seed=1.
 // A smoke test runs every executable with an empty environment from / before declaring success.
 //
+// Measured for the plugin and NOT used (interleaved runs, ADD+DEL against a warm daemon):
+//  - sea-config execArgv with any V8 flag (--single-threaded, --no-opt, --max-lazy): +5 ms a
+//    call, because V8 then rejects Node's own built-in code cache (the flag hash differs);
+//    --v8-pool-size=1 (a Node flag): no gain.
+//  - useSnapshot (net and the plugin preloaded, with or without a warm-up): +2-3 ms a call; the
+//    6.8 MB snapshot costs more to deserialize than the module loading it saves.
+//  - a "warm" code cache (the bundle run once at build time, then vm.Script#createCachedData,
+//    loaded from a SEA asset by a small loader): no measurable gain over useCodeCache.
+//
 // @yao-pkg/pkg's SEA mode is NOT used: lib-es5/sea.js runs `node` and `npx postject` from PATH
 // (npx downloads postject from the registry when not run inside the project) and swallows
 // injection failures (Promise.allSettled), leaving a plain node binary as "the executable".
