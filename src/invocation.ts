@@ -1,6 +1,7 @@
 // One CNI invocation (env + stdin config), parsed and validated once into a typed request. The
-// plugin runs this to fail fast without a round trip; the daemon runs the very same function on
-// what the plugin forwarded, so it never trusts a client's validation.
+// daemon runs it on everything the plugin forwards, so it never trusts a client's validation; the
+// plugin runs the very same function only when its call fails (or the config is unusual), so a
+// caller sees the same error either way without paying for validation on every pod.
 import { AddressSyntaxError, type Ip, parseIp } from './address.js';
 import {
   COMMAND_SINCE,
