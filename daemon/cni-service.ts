@@ -226,9 +226,10 @@ export class CniService {
   private exhausted(network: string, set: RangeSet, index: number): ReservoirError {
     let leasedCount = 0;
     let reservedFree = 0n;
+    const reserved = this.store.listReserved(network);
     for (const range of set.ranges) {
       leasedCount += this.store.countLeasesBetween(network, set.family, range.start, range.end);
-      for (const entry of this.store.listReserved(network)) {
+      for (const entry of reserved) {
         if (entry.family !== set.family || entry.end < range.start || entry.start > range.end) continue;
         reservedFree += entry.end - entry.start + 1n - BigInt(this.store.countLeasesBetween(network, set.family, entry.start, entry.end));
       }
