@@ -12,6 +12,7 @@ import { allocateNext, placeRequested } from './allocator.js';
 import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup } from './holders.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
+import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
 import type { LeaseRecord, Store } from './store.js';
 
 export const OFFERED_ALTERNATIVES = 5;
@@ -225,15 +226,8 @@ export class CniService {
 
   private exhausted(network: string, set: RangeSet, index: number): ReservoirError {
     let leasedCount = 0;
-    let reservedFree = 0n;
-    const reserved = this.store.listReserved(network);
-    for (const range of set.ranges) {
-      leasedCount += this.store.countLeasesBetween(network, set.family, range.start, range.end);
-      for (const entry of reserved) {
-        if (entry.family !== set.family || entry.end < range.start || entry.start > range.end) continue;
-        reservedFree += entry.end - entry.start + 1n - BigInt(this.store.countLeasesBetween(network, set.family, entry.start, entry.end));
-      }
-    }
+    for (const range of set.ranges) leasedCount += this.store.countLeasesBetween(network, set.family, range.start, range.end);
+    const reservedFree = reservedUsage(this.store, network, entriesInRangeSet(this.store.listReserved(network), set)).free;
     return new ReservoirError(
       'POOL_EXHAUSTED',
       `no free IP in range set ${index} of network "${network}" (${set.ranges.map(describeRange).join(', ')}): ${leasedCount} leased, ${reservedFree} reserved IPs free but given only on request; widen the range or release leases (reservoirctl leases ${network})`,

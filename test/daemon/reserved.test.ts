@@ -500,3 +500,50 @@ describe('rule 6: a reserved IP is free again as soon as its holder goes away', 
     expect(await addOk(conf(), { containerId: 'next', args: { IP: '10.60.0.22' } })).toEqual(['10.60.0.22']);
   });
 });
+
+describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the same way', () => {
+  beforeEach(async () => {
+    td = await startTestDaemon();
+  });
+  const freeInMessage = (msg: string) => Number(/(\d+) reserved IPs free but given only on request/.exec(msg)?.[1]);
+
+  it('agree for a network with a reserved group where some IPs are leased', async () => {
+    // .10-.19: .12 and group g .15-.17 reserved; .10, .11, .13, .14, .18, .19 dynamic.
+    const conf = () =>
+      netConf('agree', td.socket, {
+        ranges: [[{ subnet: '10.22.0.0/24', rangeStart: '10.22.0.10', rangeEnd: '10.22.0.19' }]],
+        reserved: ['10.22.0.12', { entry: '10.22.0.15-10.22.0.17', group: 'g' }],
+      });
+    expect(await addOk(conf(), { containerId: 'grouped', args: { RESERVOIR_GROUP: 'g' } })).toEqual(['10.22.0.15']);
+    expect(await addOk(conf(), { containerId: 'asked', args: { IP: '10.22.0.12' } })).toEqual(['10.22.0.12']);
+    for (let i = 0; i < 6; i++) await addOk(conf(), { containerId: `dyn-${i}` });
+    const err = await addErr(conf(), { containerId: 'one-too-many' });
+    expect(err.code).toBe(100);
+    expect(err.msg).toContain('8 leased, 2 reserved IPs free but given only on request');
+    expect(await usageOf(td.socket, 'agree')).toMatchObject({ dynamicInUse: 6, reservedTotal: '4', reservedUsed: 2, reservedFree: '2' });
+  });
+
+  it('count an entry once even when it spans two ranges of the exhausted range set', async () => {
+    const v1 = netConf('split', td.socket, {
+      ranges: [[{ subnet: '10.23.0.0/24', rangeStart: '10.23.0.10', rangeEnd: '10.23.0.40' }]],
+      reserved: [{ entry: '10.23.0.18-10.23.0.25', group: 'db' }],
+    });
+    expect(await addOk(v1, { containerId: 'db', args: { RESERVOIR_GROUP: 'db' } })).toEqual(['10.23.0.18']);
+    // v2 splits the range at .20/.21 and drops the entry; it stays reserved while .18 is in use.
+    const v2 = netConf('split', td.socket, {
+      ranges: [
+        [
+          { subnet: '10.23.0.0/24', rangeStart: '10.23.0.10', rangeEnd: '10.23.0.20' },
+          { subnet: '10.23.0.0/24', rangeStart: '10.23.0.21', rangeEnd: '10.23.0.40' },
+        ],
+      ],
+    });
+    for (let i = 0; i < 23; i++) await addOk(v2, { containerId: `dyn-${i}` }); // .10-.17 and .26-.40
+    expect((await list('split')).entries).toEqual([{ entry: '10.23.0.18-10.23.0.25', group: 'db', note: null, source: 'config', size: '8', used: 1 }]);
+    const err = await addErr(v2, { containerId: 'one-too-many' });
+    expect(err.code).toBe(100);
+    const usage = await usageOf(td.socket, 'split');
+    expect(usage).toMatchObject({ reservedTotal: '8', reservedUsed: 1, reservedFree: '7' });
+    expect(freeInMessage(err.msg)).toBe(7);
+  });
+});
