@@ -15,7 +15,8 @@ export function clean(value: string): string {
 /** Columns separated by two spaces, no trailing blanks; ends with a newline. */
 export function table(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
   const cells = rows.map((row) => columns.map((_, i) => clean(row[i] ?? '')));
-  const widths = columns.map((col, i) => Math.max(col.header.length, ...cells.map((row) => row[i]!.length)));
+  // reduce, not Math.max(...lengths): spreading ~150,000 rows (a big node's leases) overflows the stack.
+  const widths = columns.map((col, i) => cells.reduce((width, row) => Math.max(width, row[i]!.length), col.header.length));
   const line = (row: readonly string[]) =>
     row
       .map((cell, i) => (columns[i]!.align === 'right' ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))

@@ -1,7 +1,7 @@
-// reservoirctl leases [NET]: every IP handed out, to whom, since when.
+// reservoirctl leases [NET] [--limit N]: every IP handed out, to whom, since when.
 import type { Argv } from 'yargs';
-import type { LeaseView } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { LEASES_PAGE_MAX, type LeaseView, type LeasesResponse } from '../src/protocol.js';
+import { type Args, type GlobalOptions, call, ioOf, show } from './common.js';
 import { age, dash, table } from './format.js';
 
 export const command = 'leases [network]';
@@ -9,12 +9,20 @@ export const describe = 'List leased IPs: attached containers and held stateful 
 
 interface LeasesArgs {
   network: string | undefined;
+  limit: number | undefined;
 }
 
 export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & LeasesArgs> {
   return yargs
     .positional('network', { type: 'string', describe: 'only this network (default: all)' })
-    .example('$0 leases mynet', 'leases of one network') as Argv<GlobalOptions & LeasesArgs>;
+    .option('limit', { type: 'number', describe: 'print at most this many leases (default: all)', requiresArg: true })
+    .check((argv) => {
+      const limit = argv.limit;
+      if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new Error(`--limit must be a whole number of at least 1, not ${String(limit)}`);
+      return true;
+    })
+    .example('$0 leases mynet', 'leases of one network')
+    .example('$0 leases --limit 20', 'the first 20 leases, in address order') as Argv<GlobalOptions & LeasesArgs>;
 }
 
 export function leasesTable(leases: readonly LeaseView[]): string {
@@ -46,6 +54,18 @@ export function leasesTable(leases: readonly LeaseView[]): string {
 }
 
 export async function handler(argv: Args<LeasesArgs>): Promise<void> {
-  const answer = await call<{ leases: LeaseView[] }>('leases', argv, { query: { network: argv.network } });
-  show(argv, answer, (a) => leasesTable(a.leases));
+  const wanted = argv.limit ?? Infinity;
+  const leases: LeaseView[] = [];
+  let after: string | undefined;
+  // Page by page, as the daemon answers: between pages it serves the CNI calls that arrived.
+  do {
+    const limit = argv.limit === undefined ? undefined : String(Math.min(wanted - leases.length, LEASES_PAGE_MAX));
+    const page = await call<LeasesResponse>('leases', argv, { query: { network: argv.network, limit, after } });
+    for (const lease of page.leases) leases.push(lease);
+    after = page.next;
+  } while (after !== undefined && leases.length < wanted);
+  if (after !== undefined) {
+    ioOf(argv).stderr(`reservoirctl: showing the first ${leases.length} leases; more follow (leave out --limit to list them all)\n`);
+  }
+  show(argv, { leases }, (a) => leasesTable(a.leases));
 }

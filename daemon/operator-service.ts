@@ -1,11 +1,12 @@
 // The operator's use cases: usage, leases, reserved entries, releasing stateful holds.
 // The rule that matters most: a reserved entry that covers an IP in use can neither shrink away
 // from it, change its group, nor disappear; the refusal names every holder.
-import { formatValue } from '../src/address.js';
+import { formatValue, fromKey, toKey } from '../src/address.js';
 import type { IpamConfig } from '../src/config.js';
-import { checkReservedPlacement, describeInterval, parseGroupName, parseReservedEntry } from '../src/config.js';
+import { checkReservedPlacement, describeInterval, isNetworkName, parseGroupName, parseReservedEntry } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type {
+  LeasesResponse,
   LeaseView,
   ReleaseResponse,
   ReservedChangeBody,
@@ -17,7 +18,8 @@ import type {
 import { describeLease, freeReservedIps, holdersBetween } from './holders.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
-import type { LeaseRecord, ReservedRecord, Store } from './store.js';
+import { reservedUsage } from './reserved-usage.js';
+import type { LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const MAX_FREE_LISTED = 1024;
 
@@ -33,31 +35,40 @@ export class OperatorService {
     const names = network === undefined ? this.networks.names() : [network];
     return names.map((name) => {
       const config = this.networks.get(name);
-      const reserved = this.store.listReserved(name);
       const counts = this.store.countLeases(name);
-      let reservedTotal = 0n;
-      let reservedUsed = 0;
-      for (const entry of reserved) {
-        reservedTotal += entry.end - entry.start + 1n;
-        reservedUsed += this.store.countLeasesBetween(name, entry.family, entry.start, entry.end);
-      }
+      const reserved = reservedUsage(this.store, name, this.store.listReserved(name));
       return {
         network: name,
         size: sizeOf(config).toString(),
-        dynamicInUse: counts.total - reservedUsed,
-        reservedTotal: reservedTotal.toString(),
-        reservedUsed,
-        reservedFree: (reservedTotal - BigInt(reservedUsed)).toString(),
+        dynamicInUse: counts.total - reserved.used,
+        reservedTotal: reserved.total.toString(),
+        reservedUsed: reserved.used,
+        reservedFree: reserved.free.toString(),
         held: counts.held,
         attached: counts.total - counts.held,
       };
     });
   }
 
-  leases(network: string | undefined): LeaseView[] {
+  /**
+   * One page of the lease listing: at most `limit` leases after the cursor `after`, and the
+   * cursor of the next page when more may follow. A page is one read, so a listing of a million
+   * leases never holds the daemon's thread for long.
+   */
+  leases(network: string | undefined, limit: number, after: string | undefined): LeasesResponse {
     if (network !== undefined) this.networks.get(network);
+    const from = after === undefined ? undefined : decodeLeaseCursor(after);
+    if (from !== undefined && network !== undefined && from.network !== network) {
+      throw new ReservoirError(
+        'BAD_REQUEST',
+        `the cursor in after= continues a listing of network "${from.network}", not "${network}"; pass the "next" value of this listing's previous page, or leave after= out to start from the first lease`,
+      );
+    }
+    // One lease more than asked says whether another page follows, so the last page has no `next`.
+    const records = this.store.leasesAfter(network, from, limit + 1);
+    const page = records.slice(0, limit);
     const now = this.now();
-    return this.store.listLeases(network).map((lease) => ({
+    const leases = page.map((lease): LeaseView => ({
       network: lease.network,
       ip: formatValue(lease.family, lease.ip),
       containerId: lease.containerId,
@@ -69,6 +80,7 @@ export class OperatorService {
       createdAt: lease.createdAt,
       ageSeconds: Math.max(0, Math.round((now - lease.createdAt) / 1000)),
     }));
+    return records.length > limit ? { leases, next: encodeLeaseCursor(page[page.length - 1]!) } : { leases };
   }
 
   reservedList(network: string, filter: 'all' | 'free' | 'used'): ReservedListResponse {
@@ -236,6 +248,33 @@ export class OperatorService {
       used: this.store.countLeasesBetween(entry.network, entry.family, entry.start, entry.end),
     };
   }
+}
+
+/**
+ * The cursor of a lease listing: base64url of "network/family/hex key" (network names hold no
+ * "/"). Opaque to clients, who pass it back unchanged; decoding is strict, so a mangled cursor is
+ * refused rather than guessed at.
+ */
+export function encodeLeaseCursor(position: LeasePosition): string {
+  return Buffer.from(`${position.network}/${position.family}/${toKey(position.family, position.ip)}`).toString('base64url');
+}
+
+const LEASE_CURSOR = /^([^/]+)\/(?:(4)\/([0-9a-f]{8})|(6)\/([0-9a-f]{32}))$/;
+
+export function decodeLeaseCursor(cursor: string): LeasePosition {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = LEASE_CURSOR.exec(text);
+  // The decoder skips characters outside the alphabet and invalid UTF-8 becomes U+FFFD: only a
+  // cursor that encodes back to itself is one this daemon wrote.
+  if (match === null || !isNetworkName(match[1]) || Buffer.from(text).toString('base64url') !== cursor) {
+    const shown = cursor.length > 64 ? `${cursor.slice(0, 64)}...` : cursor;
+    throw new ReservoirError(
+      'BAD_REQUEST',
+      `after=${JSON.stringify(shown)} is not a lease cursor; pass the "next" value of the previous page unchanged, or leave after= out to start from the first lease`,
+    );
+  }
+  const family = match[2] === '4' ? 4 : 6;
+  return { network: match[1]!, family, ip: fromKey((family === 4 ? match[3] : match[5])!) };
 }
 
 function ipView(entry: ReservedRecord, lease: LeaseRecord | undefined, value: bigint): ReservedIpView {

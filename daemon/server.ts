@@ -7,7 +7,16 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import { join } from 'node:path';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
-import { type HealthResponse, MAX_BODY_BYTES, PROTOCOL_VERSION, ROUTES, type ReservedChangeBody, type RouteName } from '../src/protocol.js';
+import {
+  type HealthResponse,
+  LEASES_PAGE_DEFAULT,
+  LEASES_PAGE_MAX,
+  MAX_BODY_BYTES,
+  PROTOCOL_VERSION,
+  ROUTES,
+  type ReservedChangeBody,
+  type RouteName,
+} from '../src/protocol.js';
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
 import type { OperatorService } from './operator-service.js';
@@ -100,6 +109,16 @@ function filterOf(query: URLSearchParams): 'all' | 'free' | 'used' {
   return state;
 }
 
+function pageLimit(query: URLSearchParams): number {
+  const text = query.get('limit');
+  if (text === null) return LEASES_PAGE_DEFAULT;
+  if (!/^[1-9][0-9]{0,5}$/.test(text) || Number(text) > LEASES_PAGE_MAX) {
+    const shown = text.length > 20 ? `${text.slice(0, 20)}...` : text;
+    throw new ReservoirError('BAD_REQUEST', `limit must be a whole number from 1 to ${LEASES_PAGE_MAX} (default ${LEASES_PAGE_DEFAULT}), not ${JSON.stringify(shown)}`);
+  }
+  return Number(text);
+}
+
 export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
   const { cni, operator, queue, store } = deps;
   let backups = 0;
@@ -142,7 +161,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),
-    leases: ({ query }) => ({ leases: operator.leases(query.get('network') ?? undefined) }),
+    leases: ({ query }) => operator.leases(query.get('network') ?? undefined, pageLimit(query), query.get('after') ?? undefined),
     reservedList: ({ params, query }) => operator.reservedList(params.network!, filterOf(query)),
     reservedAdd: ({ params, body }) => {
       const change = reservedChange(body);

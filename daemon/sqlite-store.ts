@@ -7,7 +7,7 @@ import type { AppKind } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Span } from './allocator.js';
 import { loadSqliteAddon } from './native-addon.js';
-import type { LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
+import type { LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
 
 /** Each entry upgrades the schema by one version; never edit a released one, append instead. */
 export const MIGRATIONS: readonly string[] = [
@@ -254,8 +254,17 @@ export class SqliteStore implements Store {
     return (this.sql.countBetween.get(network, family, toKey(family, start), toKey(family, end)) as { n: number }).n;
   }
 
-  listLeases(network: string | undefined): LeaseRecord[] {
-    const rows = network === undefined ? this.sql.allLeases.all() : this.sql.leasesOfNetwork.all(network);
+  leasesAfter(network: string | undefined, after: LeasePosition | undefined, limit: number): LeaseRecord[] {
+    // ('', 0, '') comes before every lease: names and keys are non-empty, families are 4 and 6.
+    if (network === undefined) {
+      const rows = this.sql.leasesAfter.all(after?.network ?? '', after?.family ?? 0, after ? toKey(after.family, after.ip) : '', limit);
+      return (rows as LeaseRow[]).map(toLease);
+    }
+    // A position in another network lies before all of this one or after it (names are ASCII,
+    // so JS orders them as SQLite does).
+    if (after !== undefined && after.network > network) return [];
+    const from = after !== undefined && after.network === network ? after : undefined;
+    const rows = this.sql.networkLeasesAfter.all(network, from?.family ?? 0, from ? toKey(from.family, from.ip) : '', limit);
     return (rows as LeaseRow[]).map(toLease);
   }
 
@@ -465,8 +474,10 @@ function prepareStatements(db: Database.Database) {
     leaseAt: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip = ?`),
     leasesBetween: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ? ORDER BY ip LIMIT ?`),
     countBetween: db.prepare('SELECT count(*) AS n FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ?'),
-    allLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases ORDER BY network, family, ip`),
-    leasesOfNetwork: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? ORDER BY family, ip`),
+    // Pages of a listing, each a seek into the primary key. One network gets its own statement:
+    // "network = ? AND (network, family, ip) > (...)" seeks on the network alone and scans it.
+    leasesAfter: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE (network, family, ip) > (?, ?, ?) ORDER BY network, family, ip LIMIT ?`),
+    networkLeasesAfter: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`),
     countAll: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases'),
     countNetwork: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ?'),
     attachedLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL`),

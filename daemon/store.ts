@@ -20,6 +20,13 @@ export interface LeaseRecord {
   readonly detachedAt: number | null;
 }
 
+/** A lease's place in the store's order (network, family, ip): where a page of a listing ends. */
+export interface LeasePosition {
+  readonly network: string;
+  readonly family: Family;
+  readonly ip: bigint;
+}
+
 export interface ReservedRecord {
   readonly id: number;
   readonly network: string;
@@ -55,7 +62,11 @@ export interface Store {
   /** Leases inside [start, end], in address order, at most `limit`. */
   leasesBetween(network: string, family: Family, start: bigint, end: bigint, limit: number): LeaseRecord[];
   countLeasesBetween(network: string, family: Family, start: bigint, end: bigint): number;
-  listLeases(network: string | undefined): LeaseRecord[];
+  /**
+   * Leases of one network (all when undefined) after `after` (exclusive; from the first when
+   * undefined) in (network, family, ip) order, at most `limit`: a listing read page by page.
+   */
+  leasesAfter(network: string | undefined, after: LeasePosition | undefined, limit: number): LeaseRecord[];
   countLeases(network: string | undefined): { total: number; held: number };
   attachedLeases(network: string): LeaseRecord[];
   /** Attached leases after (family, ip) in address order, at most `limit`: pages for long scans. */

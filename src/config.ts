@@ -80,8 +80,12 @@ export function configError(field: string, problem: string): ReservoirError {
   return new ReservoirError('INVALID_CONFIG', `invalid config: ${field}: ${problem}`);
 }
 
+export function isNetworkName(value: unknown): value is string {
+  return typeof value === 'string' && NETWORK_NAME.test(value);
+}
+
 export function parseNetworkName(value: unknown, field = 'name'): string {
-  if (typeof value !== 'string' || !NETWORK_NAME.test(value)) {
+  if (!isNetworkName(value)) {
     throw configError(
       field,
       `${show(value)} is not a valid network name (letters, digits, "_", ".", "-"; starting with a letter or digit; at most 128 characters)`,

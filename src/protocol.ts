@@ -114,6 +114,17 @@ export interface LeaseView {
   readonly ageSeconds: number;
 }
 
+/** GET /v1/leases answers a page at a time: this many leases unless `limit` asks otherwise, never more than the maximum. */
+export const LEASES_PAGE_DEFAULT = 1000;
+export const LEASES_PAGE_MAX = 10_000;
+
+export interface LeasesResponse {
+  /** In order of network, family, address. */
+  readonly leases: readonly LeaseView[];
+  /** Present when more leases may follow: pass it back unchanged as `after` for the next page. Opaque. */
+  readonly next?: string;
+}
+
 export interface ReleaseBody {
   readonly network: string;
   readonly app: string;

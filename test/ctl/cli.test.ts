@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../ctl/main.js';
 import { type Daemon, startDaemon } from '../../daemon/app.js';
+import { callDaemon } from '../../src/client.js';
 import { runPlugin } from '../../src/plugin.js';
+import { LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX, type LeaseView, type LeasesResponse } from '../../src/protocol.js';
 
 let dir: string;
 let socket: string;
@@ -212,6 +214,8 @@ describe('reservoirctl', () => {
       [['reserved', 'set', 'testnet', '10.77.0.50'], /nothing to change: give --to, --group or --note/],
       [['health', '-o', 'yaml'], /Invalid values/],
       [['health', '--timeout', 'soon'], /--timeout must be a whole number/],
+      [['leases', '--limit', '0'], /--limit must be a whole number of at least 1, not 0/],
+      [['leases', '--limit', 'all'], /--limit must be a whole number of at least 1, not NaN/],
     ];
     for (const [argv, message] of cases) {
       const run = await ctl(...argv);
@@ -267,5 +271,50 @@ describe('reservoirctl', () => {
       expect(run.stdout).toContain('--socket');
     }
     expect((await ctl('--help')).stdout).toContain('Exit codes: 0 success; 1 the request failed; 2 usage error; 3 reservoird is unreachable');
+  });
+
+  // Last: the other tests expect testnet to be the only network.
+  it('leases: more leases than one page of the daemon, printed as one list', async () => {
+    const bigConf = () => ({
+      cniVersion: '1.1.0',
+      name: 'bignet',
+      type: 'bridge',
+      ipam: { type: 'reservoir', socket, ranges: [[{ subnet: '10.78.0.0/21' }], [{ subnet: 'fd00:78::/64' }]], reserved: [] },
+    });
+    const attachments = Math.ceil((LEASES_PAGE_DEFAULT + 40) / 2); // an IPv4 and an IPv6 lease each
+    const added: string[] = [];
+    for (let i = 0; i < attachments; i += 50) {
+      const batch = Array.from({ length: Math.min(50, attachments - i) }, (_, j) => `big${i + j}`.padEnd(64, 'f'));
+      await Promise.all(batch.map(async (id) => added.push(`${id} ${await cni('ADD', id, 'IgnoreUnknown=1', bigConf())}`)));
+    }
+    const withoutAge = (leases: readonly LeaseView[]) => leases.map(({ ageSeconds: _, ...rest }) => rest);
+    const onePage = await callDaemon<LeasesResponse>('leases', { socket, timeoutMs: 5_000, query: { network: 'bignet', limit: String(LEASES_PAGE_MAX) } });
+    expect(onePage.leases).toHaveLength(attachments * 2);
+    expect(onePage.leases.length).toBeGreaterThan(LEASES_PAGE_DEFAULT);
+
+    const json = await ctl('leases', 'bignet', '-o', 'json');
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stderr).toBe('');
+    const printed = JSON.parse(json.stdout) as { leases: LeaseView[] };
+    expect(Object.keys(printed)).toEqual(['leases']);
+    expect(printed.leases).toHaveLength(attachments * 2);
+    expect(withoutAge(printed.leases)).toEqual(withoutAge(onePage.leases));
+    expect(new Set(printed.leases.map((l) => l.ip)).size).toBe(attachments * 2);
+    const v4 = printed.leases.filter((l) => !l.ip.includes(':')).map((l) => `${l.containerId} ${l.ip}`);
+    expect(v4.sort()).toEqual(added.sort());
+
+    const text = await ctl('leases', 'bignet');
+    expect(text.code, text.stderr).toBe(0);
+    const rows = text.stdout.trimEnd().split('\n');
+    expect(rows).toHaveLength(1 + attachments * 2);
+    expect(rows.slice(1).map((row) => row.split(/\s+/)[0])).toEqual(onePage.leases.map((l) => l.ip));
+
+    const first = await ctl('leases', 'bignet', '--limit', '5', '-o', 'json');
+    expect(first.code, first.stderr).toBe(0);
+    expect(withoutAge(JSON.parse(first.stdout).leases)).toEqual(withoutAge(onePage.leases.slice(0, 5)));
+    expect(first.stderr).toBe('reservoirctl: showing the first 5 leases; more follow (leave out --limit to list them all)\n');
+    const exactly = await ctl('leases', 'bignet', '--limit', String(attachments * 2), '-o', 'json');
+    expect(JSON.parse(exactly.stdout).leases).toHaveLength(attachments * 2);
+    expect(exactly.stderr).toBe('');
   });
 });

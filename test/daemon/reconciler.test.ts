@@ -67,9 +67,8 @@ describe('NetnsReconciler', () => {
     expect(await reconciler.sweep(run)).toBe(gone.size);
     expect(reconciler.reclaimed).toBe(gone.size);
 
-    const leases = store.listLeases('net');
     for (let i = 0; i < COUNT; i++) {
-      const lease = leases.find((l) => l.ip === 0x0a1e0000n + 10n + BigInt(i));
+      const lease = store.leaseAt('net', 4, 0x0a1e0000n + 10n + BigInt(i));
       if (!gone.has(`/fake/ns-${i}`)) expect(lease, `live lease ${i}`).toMatchObject({ containerId: `c${i}`, netns: `/fake/ns-${i}` });
       else if (i % 10 === 0) expect(lease, `stateful hold ${i}`).toMatchObject({ containerId: null, app: `ns/db-${i}`, kind: 'stateful' });
       else expect(lease, `stateless lease ${i}`).toBeUndefined();

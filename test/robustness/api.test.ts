@@ -262,6 +262,8 @@ describe('daemon API hardening', () => {
     bad.push(['DELETE', '/v1/networks/apinet/reserved', undefined]);
     bad.push(['DELETE', '/v1/networks/apinet/reserved?entry=', undefined]);
     bad.push(['GET', '/v1/networks/apinet/reserved?state=bogus', undefined]);
+    for (const query of ['limit=0', 'limit=10001', 'limit=1.5', 'after=bogus', 'network=apinet&after=', 'limit=3&after=YXBpbmV0LzQvMGE='])
+      bad.push(['GET', `/v1/leases?${query}`, undefined]);
     bad.push(
       ['POST', '/v1/release', undefined],
       ['POST', '/v1/release', []],

@@ -234,11 +234,22 @@ export interface LeaseView {
   state: 'attached' | 'held';
 }
 
+/** Every lease, page after page ([] when the daemon does not know the network). */
 export async function getLeases(socket: string, network?: string): Promise<LeaseView[]> {
-  const answer = await api(socket, 'GET', network ? `/v1/leases?network=${encodeURIComponent(network)}` : '/v1/leases');
-  if (answer.status === 404 && answer.json?.code === 107) return [];
-  if (answer.status !== 200) throw new Error(`GET /v1/leases: HTTP ${answer.status} ${answer.text}`);
-  return answer.json.leases as LeaseView[];
+  const leases: LeaseView[] = [];
+  let after: string | undefined;
+  do {
+    const query = new URLSearchParams();
+    if (network) query.set('network', network);
+    if (after !== undefined) query.set('after', after);
+    const path = query.size > 0 ? `/v1/leases?${query}` : '/v1/leases';
+    const answer = await api(socket, 'GET', path);
+    if (answer.status === 404 && answer.json?.code === 107) return [];
+    if (answer.status !== 200) throw new Error(`GET ${path}: HTTP ${answer.status} ${answer.text}`);
+    leases.push(...(answer.json.leases as LeaseView[]));
+    after = answer.json.next as string | undefined;
+  } while (after !== undefined);
+  return leases;
 }
 
 export async function health(socket: string, timeoutMs = 2_000): Promise<{ ok: boolean; pid: number; leases: number; networks: number }> {

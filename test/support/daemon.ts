@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../../daemon/app.js';
 import { callDaemon } from '../../src/client.js';
-import type { LeaseView, UsageView } from '../../src/protocol.js';
+import type { LeaseView, LeasesResponse, UsageView } from '../../src/protocol.js';
 import { DAEMON_BUNDLE, ROOT } from './build.js';
 import { removeDir, tempDir } from './tmp.js';
 
@@ -21,11 +21,17 @@ export function daemonPaths(dir: string): DaemonPaths {
   return { dir, socket: join(dir, 'run', 'reservoir.sock'), stateDir, dbPath: join(stateDir, 'reservoir.db') };
 }
 
-/** Every lease of a network ([] when the daemon does not know the network yet). */
+/** Every lease of a network, page after page ([] when the daemon does not know the network yet). */
 export async function leasesOf(socket: string, network: string): Promise<LeaseView[]> {
   try {
-    const answer = await callDaemon<{ leases: LeaseView[] }>('leases', { socket, timeoutMs: 5_000, query: { network } });
-    return answer.leases;
+    const leases: LeaseView[] = [];
+    let after: string | undefined;
+    do {
+      const page = await callDaemon<LeasesResponse>('leases', { socket, timeoutMs: 5_000, query: { network, after } });
+      leases.push(...page.leases);
+      after = page.next;
+    } while (after !== undefined);
+    return leases;
   } catch (err) {
     if ((err as { code?: number }).code === 107) return [];
     throw err;
