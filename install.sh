@@ -64,16 +64,16 @@ if $uninstall; then
   stop_daemon
   if has_systemd && [ -f "$UNIT" ]; then systemctl disable reservoird.service 2>/dev/null || true; rm -f "$UNIT"; systemctl daemon-reload; fi
   say "removing binaries"
-  rm -f "$CNI_BIN_DIR/reservoir" "$BIN_DIR/reservoird" "$BIN_DIR/reservoirctl"
+  rm -f "$CNI_BIN_DIR/reservoir" "$CNI_BIN_DIR/reservoir_call.node" "$BIN_DIR/reservoird" "$BIN_DIR/reservoirctl"
   rm -rf "$LIB_DIR" "$RUN_DIR"
   if $purge; then say "purging $STATE_DIR and $LOG_DIR"; rm -rf "$STATE_DIR" "$LOG_DIR"; else echo "kept leases in $STATE_DIR (use --uninstall --purge to delete them)"; fi
   exit 0
 fi
 
-say "system packages (apt): containernetworking-plugins for the main plugins (bridge, macvlan, ...)"
+say "system packages (apt): containernetworking-plugins for the main plugins (bridge, macvlan, ...), a C compiler for the plugin's socket transport"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in containernetworking-plugins iproute2 ca-certificates; do
+for pkg in containernetworking-plugins iproute2 ca-certificates gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 command -v npm >/dev/null || need+=(npm)
@@ -100,6 +100,8 @@ put() { install -m "$3" "$1" "$2.new.$$" && mv -f "$2.new.$$" "$2"; }
 put build/bin/reservoird "$LIB_DIR/reservoird" 0755
 ln -f "$LIB_DIR/reservoird" "$LIB_DIR/reservoirctl.new.$$" && mv -f "$LIB_DIR/reservoirctl.new.$$" "$LIB_DIR/reservoirctl"
 put build/bin/better_sqlite3.node "$LIB_DIR/better_sqlite3.node" 0644
+# The plugin loads its socket transport from beside itself: the addon goes in first.
+put build/bin/reservoir_call.node "$CNI_BIN_DIR/reservoir_call.node" 0644
 put build/bin/reservoir "$CNI_BIN_DIR/reservoir" 0755
 ln -sfn "$LIB_DIR/reservoird" "$BIN_DIR/reservoird"
 ln -sfn "$LIB_DIR/reservoirctl" "$BIN_DIR/reservoirctl"

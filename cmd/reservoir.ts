@@ -1,5 +1,6 @@
 // The CNI plugin executable: wire the real process to runPlugin. Nothing else loads here.
 import { readSync, writeSync } from 'node:fs';
+import { loadNativeExchange } from '../src/native-call.js';
 import { MAX_STDIN_BYTES, runPlugin } from '../src/plugin.js';
 
 /** Read stdin synchronously (fast, no stream machinery), stopping just past the size limit. */
@@ -62,4 +63,4 @@ function answer(text: string, code: number): void {
 }
 
 let out = '';
-runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => (out += `${text}\n`) }).then((code) => answer(out, code));
+runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => (out += `${text}\n`), exchange: loadNativeExchange() }).then((code) => answer(out, code));

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Bundles cmd/reservoir.ts, cmd/reservoird.ts and cmd/reservoirctl.ts into single CommonJS files
 // dist/reservoir.cjs, dist/reservoird.cjs, dist/reservoirctl.cjs (platform node, target node24,
-// every npm dependency inlined). Run with `npm run build`.
+// every npm dependency inlined), and compiles the plugin's socket transport native/unix-call.c
+// into dist/reservoir_call.node (scripts/native.mjs). Run with `npm run build`.
 //
 //   node scripts/build.mjs [--entry-dir DIR] [--outdir DIR]
 //
@@ -15,6 +16,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NATIVE_CALL_FILE, buildNativeCall } from './native.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const ENTRIES = ['reservoir', 'reservoird', 'reservoirctl'];
@@ -143,7 +145,15 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
         `cmd/reservoir.ts's import graph (see the inputs in esbuild's metafile).`,
     );
   }
-  return { outputs, metafile: result.metafile };
+  // The plugin's socket transport sits beside the bundle (src/native-call.ts looks for it there).
+  const nativeCall = join(outdir, NATIVE_CALL_FILE);
+  try {
+    buildNativeCall(nativeCall);
+  } catch (err) {
+    throw new BuildError(err.message);
+  }
+  log(`  ${relative(ROOT, nativeCall).padEnd(22)} ${kib(statSync(nativeCall).size).padStart(10)}   native/unix-call.c`);
+  return { outputs, nativeCall, metafile: result.metafile };
 }
 
 async function main() {

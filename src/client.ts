@@ -1,7 +1,9 @@
 // The daemon client shared by plugin and CLI. Every failure to reach the daemon becomes code 11
 // (try again later) within a bounded time: a kubelet waiting on a hung plugin is worse than an error.
-import { connect } from 'node:net';
+// The bytes travel over node:net, or over the plugin's native exchange (src/native-call.ts): the
+// request and the reading of the answer are the same either way.
 import { ReservoirError, errorFromBody } from './errors.js';
+import type { Exchange } from './native-call.js';
 import { MAX_BODY_BYTES, ROUTES, type RouteName, routePath } from './protocol.js';
 
 export interface CallOptions {
@@ -10,6 +12,8 @@ export interface CallOptions {
   readonly params?: Record<string, string>;
   readonly query?: Record<string, string | undefined>;
   readonly body?: unknown;
+  /** A synchronous exchange (the plugin's native addon); node:net when absent. */
+  readonly exchange?: Exchange | undefined;
 }
 
 /** Epoch ms after which the daemon must not start the request's work (daemon/server.ts reads it). */
@@ -47,6 +51,20 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
     `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${DEADLINE_HEADER}: ${deadline}\r\n` +
     (payload ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : '') +
     '\r\n';
+  const request = payload ? Buffer.concat([Buffer.from(head), payload]) : Buffer.from(head);
+  if (options.exchange) {
+    try {
+      return Promise.resolve(bodyOf(parseAnswer(options.exchange(options.socket, request, options.timeoutMs), true)!, options));
+    } catch (err) {
+      return Promise.reject(err instanceof ReservoirError ? err : failureOf(err as NodeJS.ErrnoException, options));
+    }
+  }
+  return exchangeOverNet(request, options);
+}
+
+/** The same exchange on node:net, loaded only now: the plugin with its native exchange never pays for it. */
+function exchangeOverNet(request: Buffer, options: CallOptions): Promise<Buffer> {
+  const { connect } = process.getBuiltinModule('node:net');
   return new Promise((resolve, reject) => {
     let settled = false;
     let chunks: Buffer[] = [];
@@ -57,31 +75,20 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
       socket.destroy();
       settle();
     };
-    const fail = (err: ReservoirError) => finish(() => reject(err));
     const timer = setTimeout(() => {
-      fail(new ReservoirError('TRY_AGAIN_LATER', `reservoird at ${options.socket} did not answer within ${options.timeoutMs} ms; ${UNREACHABLE_HINT}`));
+      finish(() => reject(failureOf({ code: 'ETIMEDOUT' } as NodeJS.ErrnoException, options)));
     }, options.timeoutMs);
-    const unreachable = (reason: string) =>
-      new ReservoirError('TRY_AGAIN_LATER', `cannot reach reservoird at ${options.socket} (${reason}); ${UNREACHABLE_HINT}`);
     /** Settle once the answer is complete (or can no longer be): true when settled. */
     const complete = (eof: boolean): boolean => {
       if (settled) return true;
       const answer = parseAnswer(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), eof);
       if (answer === undefined) return false;
-      if ('broken' in answer) {
-        fail(answer.broken === 'no answer' ? unreachable('ECONNRESET') : new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${answer.broken}`));
-        return true;
-      }
-      const { status, body } = answer;
       finish(() => {
-        if (status >= 200 && status < 300) return resolve(body);
-        let parsed: unknown;
         try {
-          parsed = JSON.parse(body.toString('utf8'));
-        } catch {
-          parsed = { code: 999, msg: `reservoird answered HTTP ${status} without a JSON error body` };
+          resolve(bodyOf(answer, options));
+        } catch (err) {
+          reject(err);
         }
-        reject(errorFromBody(parsed));
       });
       return true;
     };
@@ -89,7 +96,7 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
     // plugin that runs once per pod. We never half-close (reservoird drops a request whose
     // client has ended its side); it closes after answering (Connection: close).
     const socket = connect(options.socket);
-    socket.on('connect', () => socket.write(payload ? Buffer.concat([Buffer.from(head), payload]) : head));
+    socket.on('connect', () => socket.write(request));
     // Parse once the answer is whole: at its Content-Length, else (chunked backups) at EOF.
     let received = 0;
     let headSeen = false;
@@ -111,13 +118,40 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
     socket.on('close', () => complete(true));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (chunks.length > 0 && complete(true)) return;
-      if (err.code === 'EACCES') {
-        fail(new ReservoirError('TRY_AGAIN_LATER', `permission denied on ${options.socket}: run as root or as a member of the socket's group`));
-        return;
-      }
-      fail(unreachable(err.code ?? err.message));
+      finish(() => reject(failureOf(err, options)));
     });
   });
+}
+
+/** Why the daemon could not be reached or did not answer, as code 11 with what to do. */
+function failureOf(err: NodeJS.ErrnoException, options: CallOptions): ReservoirError {
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    return new ReservoirError('TRY_AGAIN_LATER', `permission denied on ${options.socket}: run as root or as a member of the socket's group`);
+  }
+  if (err.code === 'ETIMEDOUT') {
+    return new ReservoirError('TRY_AGAIN_LATER', `reservoird at ${options.socket} did not answer within ${options.timeoutMs} ms; ${UNREACHABLE_HINT}`);
+  }
+  return unreachable(options, err.code ?? err.message);
+}
+
+function unreachable(options: CallOptions, reason: string): ReservoirError {
+  return new ReservoirError('TRY_AGAIN_LATER', `cannot reach reservoird at ${options.socket} (${reason}); ${UNREACHABLE_HINT}`);
+}
+
+/** The body of a 2xx answer; otherwise the error the answer stands for. */
+function bodyOf(answer: Answer, options: CallOptions): Buffer {
+  if ('broken' in answer) {
+    throw answer.broken === 'no answer' ? unreachable(options, 'ECONNRESET') : new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${answer.broken}`);
+  }
+  const { status, body } = answer;
+  if (status >= 200 && status < 300) return body;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    parsed = { code: 999, msg: `reservoird answered HTTP ${status} without a JSON error body` };
+  }
+  throw errorFromBody(parsed);
 }
 
 type Answer = { readonly status: number; readonly body: Buffer } | { readonly broken: string };

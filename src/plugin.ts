@@ -15,6 +15,7 @@ import { type CniCommand, COMMANDS, LATEST_VERSION, convertResult, isSupportedVe
 import { type CallOptions, callDaemon } from './client.js';
 import { ReservoirError, asReservoirError } from './errors.js';
 import type { CniEnv, LeaseCommand } from './invocation.js';
+import type { Exchange } from './native-call.js';
 import {
   type AddResponse,
   type CniCallBody,
@@ -33,6 +34,8 @@ export interface PluginIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly stdin: () => Promise<Buffer>;
   readonly stdout: (text: string) => void;
+  /** How the bytes reach the daemon: the native exchange when it loaded, else node:net. */
+  readonly exchange?: Exchange | undefined;
 }
 
 const ROUTE_OF: Record<LeaseCommand, RouteName> = {
@@ -76,7 +79,7 @@ export async function runPlugin(io: PluginIo): Promise<number> {
       CNI_ARGS: io.env.CNI_ARGS,
     };
     const body: CniCallBody = { env, config };
-    const options: CallOptions = { ...target, body };
+    const options: CallOptions = { ...target, body, exchange: io.exchange };
     /** The daemon call; a failed one reports an invalid configuration's error first, as if validated before it. */
     const call = <T>(route: RouteName): Promise<T> =>
       callDaemon<T>(route, options).catch(async (err: unknown) => {

@@ -32,8 +32,10 @@ import { CNI_PLUGIN_DIR, type Cleanup, REPO_ROOT, ip, makeTempDir, writeConflist
 export const BUILD_BIN = join(REPO_ROOT, 'build', 'bin');
 export const EXECUTABLES = ['reservoir', 'reservoird', 'reservoirctl'] as const;
 export const SQLITE_ADDON = 'better_sqlite3.node';
+/** The plugin's socket transport (native/unix-call.c), beside the plugin. */
+export const NATIVE_CALL_ADDON = 'reservoir_call.node';
 /** Sources whose change makes build/bin stale. */
-const SOURCE_DIRS = ['src', 'cmd', 'daemon', 'ctl'];
+const SOURCE_DIRS = ['src', 'cmd', 'daemon', 'ctl', 'native'];
 const PACKAGE_LOCK = join(REPO_ROOT, 'build', '.e2e-package.lock');
 
 function newestMtime(dir: string): number {
@@ -49,7 +51,7 @@ function newestMtime(dir: string): number {
 
 /** Why build/bin must be (re)built, or undefined when it is up to date. */
 export function packagingStaleReason(): string | undefined {
-  const files = [...EXECUTABLES, SQLITE_ADDON].map((n) => join(BUILD_BIN, n));
+  const files = [...EXECUTABLES, SQLITE_ADDON, NATIVE_CALL_ADDON].map((n) => join(BUILD_BIN, n));
   const missing = files.filter((f) => !existsSync(f));
   if (missing.length > 0) return `missing ${missing.join(', ')}`;
   const oldest = Math.min(...EXECUTABLES.map((n) => statSync(join(BUILD_BIN, n)).mtimeMs));
@@ -167,9 +169,9 @@ export function snapshotBinaries(dir: string): string {
       copyFileSync(src, join(bin, n));
     }
   }
-  // copied, not linked: package.mjs rewrites the addon in place (copyFileSync), which must not
-  // touch the file mapped by our running daemon
-  copyFileSync(join(BUILD_BIN, SQLITE_ADDON), join(bin, SQLITE_ADDON));
+  // copied, not linked: package.mjs rewrites the addons in place (copyFileSync), which must not
+  // touch a file mapped by our running daemon
+  for (const addon of [SQLITE_ADDON, NATIVE_CALL_ADDON]) copyFileSync(join(BUILD_BIN, addon), join(bin, addon));
   return bin;
 }
 

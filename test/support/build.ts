@@ -1,5 +1,6 @@
 // Bundles the plugin and the daemon (cmd/reservoir.ts, cmd/reservoird.ts) the way
-// scripts/build.mjs does, into build/test-bundles/ (git-ignored, apart from dist/ so a
+// scripts/build.mjs does, and compiles the plugin's native exchange (scripts/native.mjs) beside
+// them, into build/test-bundles/ (git-ignored, apart from dist/ so a
 // concurrent `npm run build` and a test run never see each other's half-written files).
 // Called once per run from test/support/global-setup.ts; bundlesReady() lets a test file run
 // on its own too. Files are written to a temporary name and renamed, so parallel runs are safe.
@@ -7,11 +8,14 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { NATIVE_CALL_FILE, buildNativeCall } from '../../scripts/native.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUNDLE_DIR = join(ROOT, 'build', 'test-bundles');
 export const PLUGIN_BUNDLE = join(BUNDLE_DIR, 'reservoir.cjs');
 export const DAEMON_BUNDLE = join(BUNDLE_DIR, 'reservoird.cjs');
+/** Beside the plugin bundle, as in dist/ and build/bin/: the plugin loads it from there. */
+export const NATIVE_CALL = join(BUNDLE_DIR, NATIVE_CALL_FILE);
 
 // As in scripts/build.mjs: esbuild empties import.meta in CommonJS output, and
 // daemon/native-addon.ts needs the bundle's own location to find better-sqlite3's addon.
@@ -47,6 +51,7 @@ export async function buildTestBundles(): Promise<{ plugin: string; daemon: stri
     writeFileSync(tmp, file.contents);
     renameSync(tmp, file.path);
   }
+  buildNativeCall(NATIVE_CALL);
   return { plugin: PLUGIN_BUNDLE, daemon: DAEMON_BUNDLE };
 }
 
@@ -54,7 +59,7 @@ let building: Promise<unknown> | undefined;
 
 /** Build unless global setup already did (running one file with a bare `vitest run FILE`). */
 export function bundlesReady(): Promise<unknown> {
-  if (existsSync(PLUGIN_BUNDLE) && existsSync(DAEMON_BUNDLE) && process.env.RESERVOIR_TEST_BUNDLES === '1') return Promise.resolve();
+  if (existsSync(PLUGIN_BUNDLE) && existsSync(DAEMON_BUNDLE) && existsSync(NATIVE_CALL) && process.env.RESERVOIR_TEST_BUNDLES === '1') return Promise.resolve();
   building ??= buildTestBundles();
   return building;
 }

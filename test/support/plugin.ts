@@ -18,6 +18,8 @@ export interface PluginCall {
   /** Extra or overriding environment; undefined values unset a variable. */
   readonly env?: Record<string, string | undefined>;
   readonly killAfterMs?: number;
+  /** Another copy of the plugin bundle to run (default: the test bundle beside its native exchange). */
+  readonly program?: string;
 }
 
 export interface PluginRun {
@@ -47,7 +49,7 @@ export function runPlugin(call: PluginCall): Promise<PluginRun> {
   const input = typeof call.config === 'string' || Buffer.isBuffer(call.config) ? call.config : JSON.stringify(call.config);
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [PLUGIN_BUNDLE], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [call.program ?? PLUGIN_BUNDLE], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));

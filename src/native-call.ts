@@ -1,0 +1,32 @@
+// The plugin's fast way to the daemon: reservoir_call.node (native/unix-call.c), which does one
+// HTTP exchange over the unix socket without node:net. A cold Node spends ~4-5 ms loading node:net
+// and the stream machinery under it, about as much as the rest of an ADD; the addon loads in a
+// fraction of that. It sits beside the plugin (build/bin/, dist/, /opt/cni/bin/); a plugin copied
+// without it still works, over node:net (src/client.ts), only slower.
+import { existsSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+export const NATIVE_CALL_FILE = 'reservoir_call.node';
+
+/**
+ * Connect, send `request`, read the whole answer, before `timeoutMs`. Throws an Error whose
+ * `code` is an errno name (ENOENT, ECONNREFUSED, EACCES, ETIMEDOUT, ...), as node:net would.
+ */
+export type Exchange = (socket: string, request: Buffer, timeoutMs: number) => Buffer;
+
+/**
+ * The addon beside the running program: the script for `node dist/reservoir.cjs`, the executable
+ * for the packaged plugin (process.argv[1] is the executable then). Undefined when it is absent or
+ * does not load, so the plugin falls back to node:net rather than fail a pod.
+ */
+export function loadNativeExchange(program = process.argv[1] ?? process.execPath): Exchange | undefined {
+  try {
+    const file = join(dirname(realpathSync(program)), NATIVE_CALL_FILE);
+    if (!existsSync(file)) return undefined;
+    const addon = { exports: {} as { call?: unknown } };
+    process.dlopen(addon, file);
+    return typeof addon.exports.call === 'function' ? (addon.exports.call as Exchange) : undefined;
+  } catch {
+    return undefined;
+  }
+}
