@@ -1,7 +1,6 @@
-// A minimal keep-alive-free HTTP/1.1 client over a unix socket: one connection per request,
-// "Connection: close", as the plugin does. Cheaper than node:http so that a load generator
-// sharing the daemon's two cores spends as little CPU as possible on itself.
-import { readFileSync } from 'node:fs';
+// A minimal HTTP/1.1 client over a unix socket for the benchmark's own calls (set-up, scale,
+// health): one connection per request, "Connection: close", as the plugin does. The throughput
+// load itself comes from bench/loadgen.go.
 import { connect } from 'node:net';
 
 /** POST/GET once; resolves { status, body (string), ms } and never keeps the connection. */
@@ -59,15 +58,4 @@ export function median(values) {
   if (s.length === 0) return NaN;
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-/** utime+stime of a process in ms, from /proc/PID/stat (clock ticks of 10 ms on Linux). */
-export function cpuMsOf(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
 }

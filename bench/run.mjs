@@ -3,8 +3,8 @@
 //
 //   BENCH_QUICK=1   fewer repeats (a minute or two instead of several)
 //   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm
-//   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and
-//                   DIR/better_sqlite3.node, e.g. build/bin) instead of packaging the current
+//   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and their
+//                   addons, e.g. build/bin) instead of packaging the current
 //                   sources privately into a temp dir with scripts/package.mjs's own recipe
 //
 // Everything is measured as a RATIO against a reference taken in the same run, interleaved, and
@@ -12,6 +12,9 @@
 // one run to the next. Prints a table, writes bench/results.json, removes every temp dir, daemon,
 // namespace and bridge it made, and exits 0 even when a target is missed (it prints MISSED).
 // Benchmarks are not tests: nothing here runs under `npm test`.
+//
+// Needs Debian's golang-go: the throughput load generator (bench/loadgen.go, built into the temp
+// dir) and the storm's libcni harness (test/harness) are Go programs.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -104,14 +107,14 @@ async function packaged() {
   mkdirSync(dir, { recursive: true });
   if (process.env.BENCH_BIN) {
     const from = resolve(process.env.BENCH_BIN);
-    for (const f of ['reservoir', 'reservoird', 'better_sqlite3.node']) {
+    for (const f of ['reservoir', 'reservoird', 'better_sqlite3.node', 'reservoir_call.node']) {
       if (!existsSync(join(from, f))) throw new Error(`BENCH_BIN=${from} has no ${f}; run npm run package`);
     }
     return { plugin: join(from, 'reservoir'), daemon: join(from, 'reservoird'), source: from };
   }
   const { buildBundles } = await import('../scripts/build.mjs');
   const { findNodeBinary, makeSea } = await import('../scripts/package.mjs');
-  const { outputs } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
+  const { outputs, nativeCall } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
   const node = findNodeBinary();
   for (const name of ['reservoir', 'reservoird']) {
     const seaName = `bench-${process.pid}-${name}`;
@@ -131,6 +134,7 @@ async function packaged() {
   const req = createRequire(join(ROOT, 'package.json'));
   const addon = join(dirname(req.resolve('better-sqlite3/package.json')), 'prebuilds', `${process.platform}-${process.arch}.node`);
   copyFileSync(addon, join(dir, 'better_sqlite3.node'));
+  copyFileSync(nativeCall, join(dir, 'reservoir_call.node'));
   return { plugin: join(dir, 'reservoir'), daemon: join(dir, 'reservoird'), source: 'current sources, packaged into a temp dir' };
 }
 
@@ -312,44 +316,94 @@ async function benchFloor(bin, node, daemon) {
 // ---------------------------------------------------------------------------------------------
 // 3. Daemon throughput
 
+/** Build bench/loadgen.go into tmp with Debian's golang-go; returns an error message or the path. */
+function buildLoadgen() {
+  const out = join(tmp, 'loadgen');
+  const r = spawnSync('go', ['build', '-o', out, join(ROOT, 'bench', 'loadgen.go')], {
+    encoding: 'utf8',
+    // GOCACHE as test/harness/build.sh sets it: go refuses to build without one.
+    env: { ...process.env, GO111MODULE: 'off', CGO_ENABLED: '0', GOFLAGS: '', GOCACHE: process.env.GOCACHE ?? join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/tmp', '.cache'), 'go-build') },
+  });
+  if (r.error || r.status !== 0) return { error: (r.error?.message ?? r.stderr ?? 'go build failed').trim().split('\n')[0] };
+  return { path: out };
+}
+
+/** Start bench/null-server.mjs (the no-work reference) with the Node the daemon embeds. */
+async function startNullServer(node) {
+  const socket = join(tmp, 'null.sock');
+  const child = spawn(node, [join(ROOT, 'bench', 'null-server.mjs'), socket], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const d = { name: 'null', socket, child, pid: child.pid };
+  daemons.add(d);
+  for (const t0 = performance.now(); ; ) {
+    try {
+      if ((await rawRequest(socket, 'POST', '/v1/cni/del', '{}', 5_000)).status === 200) return d;
+    } catch {
+      // not listening yet
+    }
+    if (performance.now() - t0 > 10_000) throw new Error('the null server did not answer within 10 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function benchThroughput(bin, node) {
+  const loadgen = buildLoadgen();
+  if (loadgen.error) {
+    row('3 throughput', 'throughput', NaN, '', undefined, `SKIPPED: cannot build bench/loadgen.go: ${loadgen.error} (apt-get install golang-go)`);
+    results.sections.throughput = { skipped: loadgen.error };
+    return;
+  }
   const daemon = await startDaemon(bin, 'tput');
+  const reference = await startNullServer(node);
   const config = reservoirConf('bench-tput', daemon.socket, [[{ subnet: '10.200.0.0/16' }]]);
-  const runs = { 1: [], 16: [], 64: [] };
+  const runs = { daemon: { 1: [], 16: [], 64: [] }, reference: { 1: [], 16: [], 64: [] } };
+  const measure = (target, conc, rep) => {
+    const opts = { socket: target.socket, conc, count: N.tputCount[conc], config, prefix: `t${rep}c${conc}`, daemonPid: target.pid };
+    const r = spawnSync(loadgen.path, [JSON.stringify(opts)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
+    const res = JSON.parse(r.stdout.trim().split('\n').pop());
+    if (res.add.errors || res.del.errors) throw new Error(`throughput (${target.name}): errors: ${res.add.firstError ?? res.del.firstError}`);
+    return res;
+  };
   for (let rep = 0; rep < N.tputRepeats; rep++) {
     for (const conc of [1, 16, 64]) {
-      const opts = { socket: daemon.socket, conc, count: N.tputCount[conc], config, prefix: `t${rep}c${conc}`, daemonPid: daemon.pid };
-      log(`throughput: rep ${rep + 1}/${N.tputRepeats}, ${conc} clients, ${opts.count} ADDs then DELs`);
-      const r = spawnSync(node, [join(ROOT, 'bench', 'loadgen.mjs'), JSON.stringify(opts)], { encoding: 'utf8', maxBuffer: 1 << 24 });
-      if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
-      const res = JSON.parse(r.stdout.trim().split('\n').pop());
-      if (res.add.errors || res.del.errors) throw new Error(`throughput: errors: ${res.add.firstError ?? res.del.firstError}`);
-      runs[conc].push(res);
+      log(`throughput: rep ${rep + 1}/${N.tputRepeats}, ${conc} clients, ${N.tputCount[conc]} ADDs then DELs (daemon, then the null server)`);
+      runs.daemon[conc].push(measure(daemon, conc, rep));
+      runs.reference[conc].push(measure(reference, conc, rep));
     }
   }
   const health = JSON.parse((await rawRequest(daemon.socket, 'GET', '/v1/health')).body);
   await daemon.stop();
+  await stopDaemon(reference);
   const summary = {};
   for (const conc of [1, 16, 64]) {
-    const pick = (phase, key) => median(runs[conc].map((r) => r[phase][key]));
+    const pick = (of, phase, key) => median(runs[of][conc].map((r) => r[phase][key]));
     summary[conc] = {
-      addPerSecond: pick('add', 'perSecond'),
-      addP50: pick('add', 'p50'),
-      addP99: pick('add', 'p99'),
-      delPerSecond: pick('del', 'perSecond'),
-      delP99: pick('del', 'p99'),
-      daemonCpuPct: pick('add', 'daemonCpuPct'),
-      clientCpuPct: pick('add', 'clientCpuPct'),
+      addPerSecond: pick('daemon', 'add', 'perSecond'),
+      addP50: pick('daemon', 'add', 'p50'),
+      addP99: pick('daemon', 'add', 'p99'),
+      delPerSecond: pick('daemon', 'del', 'perSecond'),
+      delP99: pick('daemon', 'del', 'p99'),
+      daemonCpuPct: pick('daemon', 'add', 'daemonCpuPct'),
+      clientCpuPct: pick('daemon', 'add', 'clientCpuPct'),
+      reference: {
+        addPerSecond: pick('reference', 'add', 'perSecond'),
+        addP50: pick('reference', 'add', 'p50'),
+        addP99: pick('reference', 'add', 'p99'),
+        serverCpuPct: pick('reference', 'add', 'daemonCpuPct'),
+      },
     };
     const sm = summary[conc];
     // Who limits: the daemon (one thread) near a full core, else the load generator, else
     // neither (waiting on fsync, or both starved by other processes on the 2 cores).
     sm.bound = sm.daemonCpuPct >= 85 ? 'daemon-bound' : sm.clientCpuPct >= 85 ? 'client-bound' : 'fsync/starved';
+    const clients = `${conc} client${conc > 1 ? 's' : ''}`;
     const note = `p50 ${fmt(sm.addP50)} ms, DEL ${fmt(sm.delPerSecond, 0)}/s; CPU daemon ${fmt(sm.daemonCpuPct, 0)}% client ${fmt(sm.clientCpuPct, 0)}% (${sm.bound})`;
-    row('3 throughput', `ADD/s, ${conc} client${conc > 1 ? 's' : ''}`, sm.addPerSecond, '/s', conc === 64 ? { op: '>=', value: 10000 } : undefined, note);
-    row('3 throughput', `ADD p99, ${conc} client${conc > 1 ? 's' : ''}`, sm.addP99, 'ms', { op: '<=', value: 10 });
+    row('3 throughput', `ADD/s, ${clients}`, sm.addPerSecond, '/s', conc === 64 ? { op: '>=', value: 10000 } : undefined, note);
+    row('3 throughput', `ADD p99, ${clients}`, sm.addP99, 'ms', { op: '<=', value: 10 }, `${fmt(sm.addP99 / sm.reference.addP99)}x the null server's`);
+    row('3 throughput', `null server p99, ${clients}`, sm.reference.addP99, 'ms', undefined,
+      `answers at once: ${fmt(sm.reference.addPerSecond, 0)}/s, p50 ${fmt(sm.reference.addP50)} ms, server CPU ${fmt(sm.reference.serverCpuPct, 0)}%`);
   }
-  results.sections.throughput = { repeats: N.tputRepeats, counts: N.tputCount, summary, runs, batches: health.batches };
+  results.sections.throughput = { repeats: N.tputRepeats, counts: N.tputCount, loadgen: 'bench/loadgen.go', summary, runs, batches: health.batches };
 }
 
 // ---------------------------------------------------------------------------------------------
