@@ -200,10 +200,12 @@ static napi_value Call(napi_env env, napi_callback_info info) {
   struct sockaddr_un address;
   memset(&address, 0, sizeof address);
   address.sun_family = AF_UNIX;
+  // Measure first: a longer string would be cut to fit silently.
   size_t path_length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], address.sun_path, sizeof address.sun_path, &path_length) != napi_ok ||
-      path_length == 0 || path_length >= sizeof address.sun_path - 1) {
-    napi_throw_type_error(env, NULL, "socketPath must be a string of 1 to 106 bytes");
+  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &path_length) != napi_ok || path_length == 0 ||
+      path_length >= sizeof address.sun_path ||
+      napi_get_value_string_utf8(env, argv[0], address.sun_path, sizeof address.sun_path, &path_length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "socketPath must be a string of 1 to 107 bytes");
     return NULL;
   }
   void *request = NULL;
