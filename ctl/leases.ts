@@ -1,6 +1,6 @@
 // reservoirctl leases [NET] [--limit N]: every IP handed out, to whom, since when.
 import type { Argv } from 'yargs';
-import { LEASES_PAGE_MAX, type LeaseView, type LeasesResponse } from '../src/protocol.js';
+import { type LeaseView, type LeasesResponse, collectLeases } from '../src/protocol.js';
 import { type Args, type GlobalOptions, call, ioOf, show } from './common.js';
 import { age, dash, table } from './format.js';
 
@@ -54,18 +54,10 @@ export function leasesTable(leases: readonly LeaseView[]): string {
 }
 
 export async function handler(argv: Args<LeasesArgs>): Promise<void> {
-  const wanted = argv.limit ?? Infinity;
-  const leases: LeaseView[] = [];
-  let after: string | undefined;
-  // Page by page, as the daemon answers: between pages it serves the CNI calls that arrived.
-  do {
-    const limit = argv.limit === undefined ? undefined : String(Math.min(wanted - leases.length, LEASES_PAGE_MAX));
-    const page = await call<LeasesResponse>('leases', argv, { query: { network: argv.network, limit, after } });
-    for (const lease of page.leases) leases.push(lease);
-    after = page.next;
-  } while (after !== undefined && leases.length < wanted);
-  if (after !== undefined) {
-    ioOf(argv).stderr(`reservoirctl: showing the first ${leases.length} leases; more follow (leave out --limit to list them all)\n`);
-  }
+  const { leases, more } = await collectLeases(
+    (after, limit) => call<LeasesResponse>('leases', argv, { query: { network: argv.network, limit: String(limit), after } }),
+    argv.limit,
+  );
+  if (more) ioOf(argv).stderr(`reservoirctl: showing the first ${leases.length} leases; more follow (leave out --limit to list them all)\n`);
   show(argv, { leases }, (a) => leasesTable(a.leases));
 }

@@ -125,6 +125,24 @@ export interface LeasesResponse {
   readonly next?: string;
 }
 
+/**
+ * Up to `wanted` leases, page after page (the daemon serves CNI calls between pages); `more` says
+ * whether the listing went on. `page` fetches GET /v1/leases with this `after` and `limit`.
+ */
+export async function collectLeases(
+  page: (after: string | undefined, limit: number) => Promise<LeasesResponse>,
+  wanted = Number.POSITIVE_INFINITY,
+): Promise<{ leases: LeaseView[]; more: boolean }> {
+  const leases: LeaseView[] = [];
+  let after: string | undefined;
+  do {
+    const answer = await page(after, Math.min(wanted - leases.length, LEASES_PAGE_DEFAULT));
+    for (const lease of answer.leases) leases.push(lease);
+    after = answer.next;
+  } while (after !== undefined && leases.length < wanted);
+  return { leases, more: after !== undefined };
+}
+
 export interface ReleaseBody {
   readonly network: string;
   readonly app: string;

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { DAEMON_BUNDLE, PLUGIN_BUNDLE, ROOT, bundlesReady } from '../support/build.js';
+import { type LeasesResponse, collectLeases } from '../../src/protocol.js';
 
 export { ROOT };
 
@@ -236,20 +237,16 @@ export interface LeaseView {
 
 /** Every lease, page after page ([] when the daemon does not know the network). */
 export async function getLeases(socket: string, network?: string): Promise<LeaseView[]> {
-  const leases: LeaseView[] = [];
-  let after: string | undefined;
-  do {
-    const query = new URLSearchParams();
+  const page = async (after: string | undefined, limit: number) => {
+    const query = new URLSearchParams({ limit: String(limit) });
     if (network) query.set('network', network);
     if (after !== undefined) query.set('after', after);
-    const path = query.size > 0 ? `/v1/leases?${query}` : '/v1/leases';
-    const answer = await api(socket, 'GET', path);
-    if (answer.status === 404 && answer.json?.code === 107) return [];
-    if (answer.status !== 200) throw new Error(`GET ${path}: HTTP ${answer.status} ${answer.text}`);
-    leases.push(...(answer.json.leases as LeaseView[]));
-    after = answer.json.next as string | undefined;
-  } while (after !== undefined);
-  return leases;
+    const answer = await api(socket, 'GET', `/v1/leases?${query}`);
+    if (answer.status === 404 && answer.json?.code === 107) return { leases: [] };
+    if (answer.status !== 200) throw new Error(`GET /v1/leases?${query}: HTTP ${answer.status} ${answer.text}`);
+    return answer.json as LeasesResponse;
+  };
+  return (await collectLeases(page)).leases;
 }
 
 export async function health(socket: string, timeoutMs = 2_000): Promise<{ ok: boolean; pid: number; leases: number; networks: number }> {

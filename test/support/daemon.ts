@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../../daemon/app.js';
 import { callDaemon } from '../../src/client.js';
-import type { LeaseView, LeasesResponse, UsageView } from '../../src/protocol.js';
+import { type LeaseView, type LeasesResponse, type UsageView, collectLeases } from '../../src/protocol.js';
 import { DAEMON_BUNDLE, ROOT } from './build.js';
 import { removeDir, tempDir } from './tmp.js';
 
@@ -24,14 +24,9 @@ export function daemonPaths(dir: string): DaemonPaths {
 /** Every lease of a network, page after page ([] when the daemon does not know the network yet). */
 export async function leasesOf(socket: string, network: string): Promise<LeaseView[]> {
   try {
-    const leases: LeaseView[] = [];
-    let after: string | undefined;
-    do {
-      const page = await callDaemon<LeasesResponse>('leases', { socket, timeoutMs: 5_000, query: { network, after } });
-      leases.push(...page.leases);
-      after = page.next;
-    } while (after !== undefined);
-    return leases;
+    const page = (after: string | undefined, limit: number) =>
+      callDaemon<LeasesResponse>('leases', { socket, timeoutMs: 5_000, query: { network, after, limit: String(limit) } });
+    return (await collectLeases(page)).leases;
   } catch (err) {
     if ((err as { code?: number }).code === 107) return [];
     throw err;
