@@ -1,7 +1,8 @@
 // Compiles native/unix-call.c into reservoir_call.node, the plugin's socket transport (see the
 // header of that file for why it exists). Needs a C compiler (Debian: gcc, libc6-dev; install.sh
 // installs them) and Node-API's headers, which the node@24 npm package ships with its binary.
-// Used by scripts/build.mjs (dist/), scripts/package.mjs (build/bin/) and test/support/build.ts.
+// Used by scripts/build.mjs (into dist/, which scripts/package.mjs copies to build/bin/) and by
+// test/support/build.ts (beside the test bundles).
 import { spawnSync } from 'node:child_process';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
