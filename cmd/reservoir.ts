@@ -63,4 +63,4 @@ function answer(text: string, code: number): void {
 }
 
 let out = '';
-runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => (out += `${text}\n`), exchange: loadNativeExchange() }).then((code) => answer(out, code));
+runPlugin({ env: process.env, stdin: readStdin, stdout: (text) => (out += `${text}\n`), exchange: loadNativeExchange }).then((code) => answer(out, code));

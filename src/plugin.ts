@@ -34,8 +34,11 @@ export interface PluginIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly stdin: () => Promise<Buffer>;
   readonly stdout: (text: string) => void;
-  /** How the bytes reach the daemon: the native exchange when it loaded, else node:net. */
-  readonly exchange?: Exchange | undefined;
+  /**
+   * How the bytes reach the daemon: the native exchange when this finds one, else node:net.
+   * Called only when there is a daemon call to make (VERSION and refused input load nothing).
+   */
+  readonly exchange?: () => Exchange | undefined;
 }
 
 const ROUTE_OF: Record<LeaseCommand, RouteName> = {
@@ -79,7 +82,7 @@ export async function runPlugin(io: PluginIo): Promise<number> {
       CNI_ARGS: io.env.CNI_ARGS,
     };
     const body: CniCallBody = { env, config };
-    const options: CallOptions = { ...target, body, exchange: io.exchange };
+    const options: CallOptions = { ...target, body, exchange: io.exchange?.() };
     /** The daemon call; a failed one reports an invalid configuration's error first, as if validated before it. */
     const call = <T>(route: RouteName): Promise<T> =>
       callDaemon<T>(route, options).catch(async (err: unknown) => {
