@@ -111,7 +111,7 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
     netnsDel([...stateless, ...stateful]);
     daemon = await DaemonProcess.start({ socket, stateDir, reclaimGrace: GRACE_S });
 
-    const byApp = (leases: LeaseView[]) => new Map(leases.filter((l) => l.kind === 'stateful').map((l) => [l.app, l]));
+    const byApp = (leases: readonly LeaseView[]) => new Map(leases.filter((l) => l.kind === 'stateful').map((l) => [l.app, l]));
     const tookMs = await waitFor(
       'stateless leases reclaimed after the reboot',
       async () => (await getLeases(socket, 'rebootnet')).every((l) => l.kind === 'stateful' && l.state === 'held'),

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { DAEMON_BUNDLE, PLUGIN_BUNDLE, ROOT, bundlesReady } from '../support/build.js';
-import { type LeasesResponse, collectLeases } from '../../src/protocol.js';
+import { type LeaseView, type LeasesResponse, collectLeases } from '../../src/protocol.js';
 
 export { ROOT };
 
@@ -225,15 +225,7 @@ export function api(
   });
 }
 
-export interface LeaseView {
-  network: string;
-  ip: string;
-  containerId: string | null;
-  ifname: string | null;
-  app: string | null;
-  kind: 'stateless' | 'stateful';
-  state: 'attached' | 'held';
-}
+export type { LeaseView } from '../../src/protocol.js';
 
 /** Every lease, page after page ([] when the daemon does not know the network). */
 export async function getLeases(socket: string, network?: string): Promise<LeaseView[]> {
