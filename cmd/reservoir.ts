@@ -1,7 +1,8 @@
 // The CNI plugin executable: wire the real process to runPlugin. Nothing else loads here.
 import { readSync, writeSync } from 'node:fs';
+import { MAX_STDIN_BYTES } from '../src/defaults.js';
 import { loadNativeExchange } from '../src/native-call.js';
-import { MAX_STDIN_BYTES, runPlugin } from '../src/plugin.js';
+import { runPlugin } from '../src/plugin.js';
 
 /** Read stdin synchronously (fast, no stream machinery), stopping just past the size limit. */
 function readStdin(): Promise<Buffer> {

@@ -1,7 +1,7 @@
 // reservoirctl: wire the command modules into one yargs parser and map every outcome to an exit
 // code. I/O is injected so tests run the CLI in-process; cmd/reservoirctl.ts wires the real process.
 import yargs from 'yargs';
-import { DEFAULT_SOCKET } from '../src/protocol.js';
+import { DEFAULT_SOCKET } from '../src/defaults.js';
 import { ReservoirError } from '../src/errors.js';
 import * as backup from './backup.js';
 import { CtlError, type CtlIo, EXIT_CODES, IO } from './common.js';

@@ -5,7 +5,7 @@ import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPref
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
 import { describeRange } from '../src/config.js';
-import { ReservoirError } from '../src/errors.js';
+import { ErrorCodes, ReservoirError } from '../src/errors.js';
 import type { CniInvocation } from '../src/invocation.js';
 import type { GcResponse, StatusResponse } from '../src/protocol.js';
 import { allocateNext, placeRequested } from './allocator.js';
@@ -144,7 +144,7 @@ export class CniService {
     const { leased, reserved } = exclusionsOf(this.store, inv.network);
     for (const [index, set] of config.rangeSets.entries()) {
       if (!allocateNext(set, undefined, [leased, reserved])) {
-        return { ready: false, code: 50, msg: `range set ${index} (${set.ranges.map(describeRange).join(', ')}) has no free IP` };
+        return { ready: false, code: ErrorCodes.NOT_READY.code, msg: `range set ${index} (${set.ranges.map(describeRange).join(', ')}) has no free IP` };
       }
     }
     return { ready: true };

@@ -1,7 +1,7 @@
 // reservoird's flags; each has an environment twin (RESERVOIR_*) for systemd units and pods.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SOCKET } from '../src/protocol.js';
+import { DEFAULT_SOCKET } from '../src/defaults.js';
 import type { Level } from './log.js';
 
 export interface DaemonFlags {

@@ -5,13 +5,13 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
+import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
 import {
   type HealthResponse,
   LEASES_PAGE_DEFAULT,
   LEASES_PAGE_MAX,
-  MAX_BODY_BYTES,
   PROTOCOL_VERSION,
   ROUTES,
   type ReservedChangeBody,
@@ -40,7 +40,7 @@ interface Call {
   readonly params: Record<string, string>;
   readonly query: URLSearchParams;
   readonly body: unknown;
-  /** Epoch ms after which the client has given up (header x-reservoir-deadline, set by src/client.ts). */
+  /** Epoch ms after which the client has given up (the deadline header, set by src/client.ts). */
   readonly deadline?: number | undefined;
 }
 
@@ -332,7 +332,7 @@ export function createApiServer(deps: ServerDeps): Server {
     try {
       if (!found) throw new ReservoirError('NOT_FOUND', `no such endpoint: ${req.method} ${url.path}`);
       const body = await readBody(req);
-      const deadlineHeader = req.headers['x-reservoir-deadline'];
+      const deadlineHeader = req.headers[DEADLINE_HEADER];
       const deadline = typeof deadlineHeader === 'string' && /^\d{1,16}$/.test(deadlineHeader) ? Number(deadlineHeader) : undefined;
       const answer = await found.handler({ params: found.params, query: url.query, body, deadline });
       if (answer && typeof answer === 'object' && 'stream' in answer) {

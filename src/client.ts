@@ -2,9 +2,10 @@
 // (try again later) within a bounded time: a kubelet waiting on a hung plugin is worse than an error.
 // The bytes travel over node:net, or over the plugin's native exchange (src/native-call.ts): the
 // request and the reading of the answer are the same either way.
-import { ReservoirError, errorFromBody } from './errors.js';
+import { DEADLINE_HEADER, MAX_BODY_BYTES } from './defaults.js';
+import { ErrorCodes, ReservoirError, errorFromBody } from './errors.js';
 import type { Exchange } from './native-call.js';
-import { MAX_BODY_BYTES, ROUTES, type RouteName, routePath } from './protocol.js';
+import { ROUTES, type RouteName, routePath } from './protocol.js';
 
 export interface CallOptions {
   readonly socket: string;
@@ -15,9 +16,6 @@ export interface CallOptions {
   /** A synchronous exchange (the plugin's native addon); node:net when absent. */
   readonly exchange?: Exchange | undefined;
 }
-
-/** Epoch ms after which the daemon must not start the request's work (daemon/server.ts reads it). */
-export const DEADLINE_HEADER = 'x-reservoir-deadline';
 
 const UNREACHABLE_HINT = 'is reservoird running? (systemctl status reservoird, or reservoirctl health)';
 
@@ -149,7 +147,7 @@ function bodyOf(answer: Answer, options: CallOptions): Buffer {
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
-    parsed = { code: 999, msg: `reservoird answered HTTP ${status} without a JSON error body` };
+    parsed = { code: ErrorCodes.INTERNAL.code, msg: `reservoird answered HTTP ${status} without a JSON error body` };
   }
   throw errorFromBody(parsed);
 }

@@ -1,6 +1,5 @@
 // CNI versions and the IPAM result in every shape the spec has had. The daemon always answers in
 // the current (1.x) shape; the plugin converts to the caller's cniVersion just before printing.
-import type { Dns, Route } from './config.js';
 import { ReservoirError } from './errors.js';
 
 export const SUPPORTED_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
@@ -42,6 +41,19 @@ export interface ResultIp {
   /** Address with the subnet's prefix, e.g. "10.22.0.5/16". */
   readonly address: string;
   readonly gateway?: string;
+}
+
+/** A route and DNS settings, as host-local copies them from the config into the result. */
+export interface Route {
+  readonly dst: string;
+  readonly gw?: string;
+}
+
+export interface Dns {
+  readonly nameservers?: string[];
+  readonly domain?: string;
+  readonly search?: string[];
+  readonly options?: string[];
 }
 
 /** An IPAM result in the current shape (cniVersion 1.x, without interfaces). */

@@ -15,8 +15,9 @@ import {
   parseCidr,
   parseIp,
 } from './address.js';
+import type { Dns, Route } from './cni.js';
+import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, MAX_SOCKET_PATH_BYTES, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, durationMs, isSocketPath } from './defaults.js';
 import { ReservoirError } from './errors.js';
-import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS } from './protocol.js';
 
 
 export type AppKind = 'stateless' | 'stateful';
@@ -33,18 +34,6 @@ export interface IpRange {
 export interface RangeSet {
   readonly family: Family;
   readonly ranges: readonly IpRange[];
-}
-
-export interface Route {
-  readonly dst: string;
-  readonly gw?: string;
-}
-
-export interface Dns {
-  readonly nameservers?: string[];
-  readonly domain?: string;
-  readonly search?: string[];
-  readonly options?: string[];
 }
 
 /** An inclusive interval of addresses of one family. */
@@ -150,20 +139,14 @@ export function parseKind(value: unknown, field: string): AppKind {
 
 function parseSocket(value: unknown): string {
   if (value === undefined) return DEFAULT_SOCKET;
-  if (typeof value !== 'string' || !value.startsWith('/') || Buffer.byteLength(value) > 107 || value.includes('\0')) {
-    throw configError('ipam.socket', `${show(value)} must be an absolute path of at most 107 bytes`);
-  }
+  if (!isSocketPath(value)) throw configError('ipam.socket', `${show(value)} must be an absolute path of at most ${MAX_SOCKET_PATH_BYTES} bytes`);
   return value;
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
 /** "500ms", "5s", "30m", "24h", "7d" -> milliseconds, within [min, max]. */
 export function parseDuration(value: unknown, field: string, minMs: number, maxMs: number): number {
-  const match = typeof value === 'string' ? DURATION.exec(value) : null;
-  if (!match) throw configError(field, `${show(value)} is not a duration; write e.g. "500ms", "5s", "30m", "24h" or "7d"`);
-  const ms = Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  const ms = durationMs(value);
+  if (ms === undefined) throw configError(field, `${show(value)} is not a duration; write e.g. "500ms", "5s", "30m", "24h" or "7d"`);
   if (ms < minMs || ms > maxMs) {
     throw configError(field, `${show(value)} is out of bounds (${minMs} ms to ${maxMs} ms)`);
   }

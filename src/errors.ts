@@ -1,6 +1,7 @@
-// Every error code reservoir can return, defined once. Codes 1-999 are the CNI spec's;
-// ours start at 100 (the spec leaves 100+ to plugins). The README's table is generated from
-// this list by test/errors.test.ts, which also checks that codes are unique.
+// Every error code reservoir can return, defined once. The CNI spec reserves 1-99 (and we use its
+// meanings only); 999 is our "internal error"; ours start at 100, which the spec leaves to plugins.
+// test/readme.test.ts keeps the README's table in step with this list; test/src/errors.test.ts
+// checks that codes are unique.
 
 export interface ErrorCodeInfo {
   readonly code: number;

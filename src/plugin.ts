@@ -13,22 +13,11 @@
 // plainly valid, numbers JSON cannot carry to the daemon unchanged) is validated first, as before.
 import { type CniCommand, COMMANDS, LATEST_VERSION, convertResult, isSupportedVersion, versionInfo } from './cni.js';
 import { type CallOptions, callDaemon } from './client.js';
+import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, MAX_STDIN_BYTES, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, durationMs, isSocketPath } from './defaults.js';
 import { ReservoirError, asReservoirError } from './errors.js';
 import type { CniEnv, LeaseCommand } from './invocation.js';
 import type { Exchange } from './native-call.js';
-import {
-  type AddResponse,
-  type CniCallBody,
-  DEFAULT_SOCKET,
-  DEFAULT_TIMEOUT_MS,
-  type GcResponse,
-  MAX_TIMEOUT_MS,
-  MIN_TIMEOUT_MS,
-  type RouteName,
-  type StatusResponse,
-} from './protocol.js';
-
-export const MAX_STDIN_BYTES = 1024 * 1024;
+import type { AddResponse, CniCallBody, GcResponse, RouteName, StatusResponse } from './protocol.js';
 
 export interface PluginIo {
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -164,22 +153,18 @@ function checkDepth(config: unknown): boolean {
   return exact;
 }
 
-// Defaults and limits of ipam.socket and ipam.timeout, as src/config.ts parses them. Only a
-// filter for the common path: a value these accept but config.ts would not still ends with
-// config.ts's error (the daemon rejects the call, or cannot be reached, and the plugin validates).
-const PLAIN_DURATION = /^(\d{1,9})(ms|s|m)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000 };
-
-/** Where and how long to call when ipam.socket and ipam.timeout are plainly valid; else undefined. */
+/**
+ * Where and how long to call, by the same rules as src/config.ts (src/defaults.ts holds them);
+ * undefined when ipam.socket or ipam.timeout is invalid, so the full validation says why.
+ */
 function daemonOf(config: Record<string, unknown>): { socket: string; timeoutMs: number } | undefined {
   const ipam = config.ipam;
   if (ipam === null || typeof ipam !== 'object' || Array.isArray(ipam)) return undefined;
   const { socket = DEFAULT_SOCKET, timeout } = ipam as Record<string, unknown>;
-  if (typeof socket !== 'string' || !socket.startsWith('/') || Buffer.byteLength(socket) > 107 || socket.includes('\0')) return undefined;
+  if (!isSocketPath(socket)) return undefined;
   if (timeout === undefined) return { socket, timeoutMs: DEFAULT_TIMEOUT_MS };
-  const match = typeof timeout === 'string' ? PLAIN_DURATION.exec(timeout) : null;
-  const timeoutMs = match ? Number(match[1]) * UNIT_MS[match[2]!]! : NaN;
-  return timeoutMs >= MIN_TIMEOUT_MS && timeoutMs <= MAX_TIMEOUT_MS ? { socket, timeoutMs } : undefined;
+  const ms = durationMs(timeout);
+  return ms !== undefined && ms >= MIN_TIMEOUT_MS && ms <= MAX_TIMEOUT_MS ? { socket, timeoutMs: Math.round(ms) } : undefined;
 }
 
 function decodeStdin(bytes: Buffer): string {

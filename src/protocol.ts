@@ -7,13 +7,6 @@ import type { CniEnv } from './invocation.js';
 
 export const PROTOCOL_VERSION = 1;
 
-/** Where reservoird listens unless ipam.socket says otherwise. */
-export const DEFAULT_SOCKET = '/run/reservoir/reservoir.sock';
-/** How long the plugin waits for reservoird unless ipam.timeout says otherwise, and its bounds. */
-export const DEFAULT_TIMEOUT_MS = 5_000;
-export const MIN_TIMEOUT_MS = 100;
-export const MAX_TIMEOUT_MS = 120_000;
-
 /** Body of every plugin call: the plugin forwards what it was given; the daemon re-validates it. */
 export interface CniCallBody {
   readonly env: CniEnv;
@@ -171,8 +164,6 @@ export const ROUTES = {
 } as const;
 
 export type RouteName = keyof typeof ROUTES;
-
-export const MAX_BODY_BYTES = 1024 * 1024;
 
 export function routePath(name: RouteName, params: Record<string, string> = {}, query: Record<string, string | undefined> = {}): string {
   let path: string = ROUTES[name].path;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, type ServerDeps } from '../../daemon/server.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { MAX_BODY_BYTES } from '../../src/protocol.js';
+import { MAX_BODY_BYTES } from '../../src/defaults.js';
 import {
   Cleanup,
   DaemonProcess,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatValue, parseIp } from '../../src/address.js';
-import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS } from '../../src/protocol.js';
+import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS } from '../../src/defaults.js';
 import {
   type IpRange,
   type IpamConfig,
