@@ -23,6 +23,7 @@ export async function handler(argv: Args): Promise<void> {
       ['uptime', age(h.uptimeSeconds)],
       ['networks', String(h.networks)],
       ['leases', String(h.leases)],
+      ...h.netns.map((n): [string, string] => [`netns ${n.root}`, `${n.visible ? 'visible' : 'NOT VISIBLE'}: ${n.why}`]),
     ]),
   );
 }

@@ -6,6 +6,7 @@ import { CniService } from './cni-service.js';
 import { watchConfigDir } from './config-dir.js';
 import { holdersBetween } from './holders.js';
 import { type Logger, silentLogger } from './log.js';
+import { NetnsView } from './netns-view.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
 import { createApiServer } from './server.js';
@@ -32,6 +33,8 @@ export interface DaemonOptions {
   /** How long a lease's network namespace may be missing before the lease is released; 0 = never. */
   readonly reclaimGraceMs?: number;
   readonly nativeBinding?: string | object;
+  /** What the daemon can see of the runtime's network namespaces (tests inject a probe). */
+  readonly netns?: NetnsView;
 }
 
 export interface Daemon {
@@ -50,12 +53,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
   const networks = new Networks(store, log, (network, family, start, end) => holdersBetween(store, network, family, start, end));
-  const cni = new CniService(store, networks, log, now);
+  const netns = options.netns ?? new NetnsView(log);
+  const cni = new CniService(store, networks, log, netns, now);
   const operator = new OperatorService(store, networks, log, now);
   const queue = new WriteQueue(store);
 
   const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
-  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, graceMs, now) : undefined;
+  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now) : undefined;
   const server = createApiServer({
     cni,
     operator,
@@ -65,6 +69,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     version: VERSION,
     stateDir: options.stateDir,
     reclaimed: () => reconciler?.reclaimed ?? 0,
+    netns: () => netns.roots(),
   });
 
   await prepareSocketPath(options.socket);

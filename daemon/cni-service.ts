@@ -1,6 +1,5 @@
 // The CNI use cases: ADD, DEL, CHECK, GC, STATUS. Each runs inside one store transaction: the
 // allocator decides, the store records, the transaction commits all range sets or none.
-import { existsSync } from 'node:fs';
 import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
@@ -11,6 +10,7 @@ import type { GcResponse, StatusResponse } from '../src/protocol.js';
 import { allocateNext, placeRequested } from './allocator.js';
 import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup } from './holders.js';
 import type { Logger } from './log.js';
+import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
 import type { LeaseRecord, Store } from './store.js';
@@ -22,11 +22,12 @@ export class CniService {
     private readonly store: Store,
     private readonly networks: Networks,
     private readonly log: Logger,
+    private readonly netns: NetnsView,
     private readonly now: () => number = Date.now,
-    private readonly netnsExists: (path: string) => boolean = existsSync,
   ) {}
 
   add(inv: CniInvocation): IpamResult {
+    this.netns.observeAdd(inv.netns);
     return this.store.transaction(() => {
       const now = this.now();
       const config = this.networks.register(inv.network, inv.rawIpam, now);
@@ -39,12 +40,14 @@ export class CniService {
           if (leases.has(hold.rangeSet)) continue;
           if (hold.containerId !== null) {
             // Two live containers must never share the IP: take it over only from a container
-            // whose network namespace is gone (it died without DEL).
-            if (hold.netns !== null && this.netnsExists(hold.netns)) {
-              throw new ReservoirError(
-                'IP_IN_USE',
-                `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)} whose network namespace ${hold.netns} exists; DEL that container first`,
-              );
+            // whose network namespace is gone (it died without DEL), never on a guess.
+            const state = hold.netns === null ? 'gone' : this.netns.state(hold.netns);
+            if (state !== 'gone') {
+              const why =
+                state === 'present'
+                  ? `whose network namespace ${hold.netns} exists`
+                  : `whose network namespace ${hold.netns} reservoird cannot see (mount the runtime's netns directory into its container)`;
+              throw new ReservoirError('IP_IN_USE', `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)} ${why}; DEL that container first`);
             }
             this.log.warn('stateful app moved to a new container', { network: inv.network, app: inv.app, from: hold.containerId, to: containerId });
           }

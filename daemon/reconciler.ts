@@ -1,12 +1,13 @@
 // Leaks: a container that died without DEL (or a node that rebooted) leaves a lease whose
 // network namespace no longer exists. After a grace period such a lease is released as DEL
-// would release it: a stateless IP is freed, a stateful one stays held for its app.
+// would release it: a stateless IP is freed, a stateful one stays held for its app. Only a
+// namespace known to be gone counts (netns-view.ts): one the daemon cannot see may be alive.
 // A pass reads the leases in pages, each page its own unit of the write queue, so a store with
 // a million leases neither blocks ADDs for seconds nor loads every lease into memory.
-import { existsSync } from 'node:fs';
 import { type Family, formatValue } from '../src/address.js';
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
+import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import type { LeaseRecord, Store } from './store.js';
 
@@ -26,9 +27,9 @@ export class NetnsReconciler {
     private readonly networks: Networks,
     private readonly cni: CniService,
     private readonly log: Logger,
+    private readonly netns: NetnsView,
     private readonly graceMs: number,
     private readonly now: () => number = Date.now,
-    private readonly netnsExists: (path: string) => boolean = existsSync,
   ) {}
 
   /** One pass over every attached lease. Returns how many leases it released. */
@@ -57,7 +58,8 @@ export class NetnsReconciler {
     const now = this.now();
     const due: LeaseRecord[] = [];
     for (const lease of page) {
-      if (lease.netns === null || this.netnsExists(lease.netns)) continue;
+      // Only a namespace known to be gone counts: one this daemon cannot see may be alive.
+      if (lease.netns === null || this.netns.state(lease.netns) !== 'gone') continue;
       const key = `${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`;
       seen.add(key);
       const since = this.missingSince.get(key) ?? now;

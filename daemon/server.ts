@@ -19,6 +19,7 @@ import {
 } from '../src/protocol.js';
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
+import type { NetnsRootView } from './netns-view.js';
 import type { OperatorService } from './operator-service.js';
 import type { Store } from './store.js';
 import type { WriteQueue } from './write-queue.js';
@@ -34,6 +35,8 @@ export interface ServerDeps {
   readonly stateDir: string;
   /** Leases the reconciler released since start. */
   readonly reclaimed: () => number;
+  /** Which netns directories the daemon can see (no reclaim or take-over where it cannot). */
+  readonly netns: () => readonly NetnsRootView[];
 }
 
 interface Call {
@@ -158,6 +161,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         leases: counts.total,
         batches: queue.stats,
         reclaimed: deps.reclaimed(),
+        netns: deps.netns(),
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),

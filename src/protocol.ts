@@ -40,6 +40,8 @@ export interface HealthResponse {
   readonly batches: { readonly batches: number; readonly units: number };
   /** Leases released because their network namespace vanished, since start. */
   readonly reclaimed: number;
+  /** Per netns directory the leases name: whether reservoird sees it (it reclaims only where it does). */
+  readonly netns: ReadonlyArray<{ readonly root: string; readonly visible: boolean; readonly why: string }>;
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';

@@ -9,6 +9,7 @@ import { CniService } from '../../daemon/cni-service.js';
 import { holdersBetween } from '../../daemon/holders.js';
 import { silentLogger } from '../../daemon/log.js';
 import { Networks } from '../../daemon/networks.js';
+import { NetnsView } from '../../daemon/netns-view.js';
 import { NetnsReconciler, RECONCILE_PAGE } from '../../daemon/reconciler.js';
 import { SqliteStore } from '../../daemon/sqlite-store.js';
 import { Clock } from './support.js';
@@ -30,8 +31,9 @@ describe('NetnsReconciler', () => {
     clock = new Clock();
     gone = new Set();
     const networks = new Networks(store, silentLogger, (network, family, start, end) => holdersBetween(store, network, family, start, end));
-    const cni = new CniService(store, networks, silentLogger, clock.now, (path) => !gone.has(path));
-    reconciler = new NetnsReconciler(store, networks, cni, silentLogger, GRACE, clock.now, (path) => !gone.has(path));
+    const netns = new NetnsView(silentLogger, { exists: (path) => !gone.has(path), isDirectory: (path) => path === '/fake' });
+    const cni = new CniService(store, networks, silentLogger, netns, clock.now);
+    reconciler = new NetnsReconciler(store, networks, cni, silentLogger, netns, GRACE, clock.now);
     store.transaction(() => {
       networks.register('net', { type: 'reservoir', ranges: [[{ subnet: '10.30.0.0/16' }]] }, clock.now());
       for (let i = 0; i < COUNT; i++) {
