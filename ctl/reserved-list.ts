@@ -31,8 +31,8 @@ export function reservedTables(list: ReservedListResponse): string {
     return `network ${list.network} has no reserved entries (add one: reservoirctl reserved add ${list.network} ENTRY)\n`;
   }
   const entries = table(
-    [{ header: 'ENTRY' }, { header: 'GROUP' }, { header: 'SIZE', align: 'right' }, { header: 'USED', align: 'right' }, { header: 'SOURCE' }, { header: 'NOTE' }],
-    list.entries.map((e) => [e.entry, dash(e.group), count(e.size), String(e.used), e.source, dash(e.note)]),
+    [{ header: 'ENTRY' }, { header: 'GROUP' }, { header: 'NAMESPACES' }, { header: 'SIZE', align: 'right' }, { header: 'USED', align: 'right' }, { header: 'SOURCE' }, { header: 'NOTE' }],
+    list.entries.map((e) => [e.entry, dash(e.group), e.namespaces === null ? 'any' : e.namespaces.join(','), count(e.size), String(e.used), e.source, dash(e.note)]),
   );
   const ips =
     list.ips.length === 0

@@ -1,8 +1,8 @@
-// reservoirctl reserved set NET ENTRY [--to NEW_ENTRY] [--group G] [--note TEXT]
+// reservoirctl reserved set NET ENTRY [--to NEW_ENTRY] [--group G] [--note TEXT] [--namespaces GLOB,...]
 import type { Argv } from 'yargs';
 import type { ReservedChangeBody, ReservedEntryView } from '../src/protocol.js';
 import { type Args, type GlobalOptions, call, show } from './common.js';
-import { describeEntry } from './reserved-add.js';
+import { describeEntry, namespaceList } from './reserved-add.js';
 
 export const command = 'set <network> <entry>';
 export const describe = 'Change a reserved entry: resize or move it, change its group or note';
@@ -13,6 +13,7 @@ interface SetArgs {
   to: string | undefined;
   group: string | undefined;
   note: string | undefined;
+  namespaces: string | undefined;
 }
 
 export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & SetArgs> {
@@ -22,9 +23,10 @@ export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & SetArg
     .option('to', { type: 'string', describe: 'new "IP", "IP-IP" or "CIDR"; IPs it drops must be free' })
     .option('group', { type: 'string', describe: 'new group; --group "" removes the group (all its IPs must be free)' })
     .option('note', { type: 'string', describe: 'new note; --note "" removes it' })
+    .option('namespaces', { type: 'string', describe: 'who may claim it: comma list of namespace names or globs; --namespaces "" allows any pod (IPs in use stay)' })
     .check((argv) => {
-      if (argv.to === undefined && argv.group === undefined && argv.note === undefined) {
-        throw new Error('nothing to change: give --to, --group or --note');
+      if (argv.to === undefined && argv.group === undefined && argv.note === undefined && argv.namespaces === undefined) {
+        throw new Error('nothing to change: give --to, --group, --note or --namespaces');
       }
       return true;
     })
@@ -37,6 +39,7 @@ export async function handler(argv: Args<SetArgs>): Promise<void> {
   if (argv.to !== undefined) body.to = argv.to;
   if (argv.group !== undefined) body.group = argv.group === '' ? null : argv.group;
   if (argv.note !== undefined) body.note = argv.note === '' ? null : argv.note;
+  if (argv.namespaces !== undefined) body.namespaces = argv.namespaces === '' ? null : namespaceList(argv.namespaces);
   const answer = await call<ReservedEntryView>('reservedSet', argv, { params: { network: argv.network }, body });
   show(argv, answer, (view) => `changed reserved entry "${argv.entry}" of network ${argv.network}: now ${describeEntry(view)}\n`);
 }

@@ -3,7 +3,7 @@
 import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
-import { describeRange } from '../src/config.js';
+import { describeRange, namespaceAllowed } from '../src/config.js';
 import { ErrorCodes, ReservoirError } from '../src/errors.js';
 import type { CniInvocation } from '../src/invocation.js';
 import type { GcResponse, StatusResponse } from '../src/protocol.js';
@@ -13,7 +13,7 @@ import type { Logger } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
-import type { LeaseRecord, Store } from './store.js';
+import type { LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const OFFERED_ALTERNATIVES = 5;
 
@@ -181,14 +181,16 @@ export class CniService {
   }
 
   private takeRequested(inv: CniInvocation, ip: Ip): bigint {
-    const holder = this.store.leaseAt(inv.network, ip.family, ip.value);
-    if (!holder) return ip.value;
     const text = formatValue(ip.family, ip.value);
     const entry = this.store.reservedCovering(inv.network, ip.family, ip.value);
+    if (entry && !mayClaim(entry, inv)) throw forbidden(inv, `reserved IP ${text} (entry "${entry.entry}")`, entry.namespaces!);
+    const holder = this.store.leaseAt(inv.network, ip.family, ip.value);
+    if (!holder) return ip.value;
     let offer = '';
     if (entry) {
       const group = entry.group;
-      const free = freeReservedIps(this.store, inv.network, sameGroup(this.store.listReserved(inv.network), group), OFFERED_ALTERNATIVES);
+      const candidates = sameGroup(this.store.listReserved(inv.network), group).filter((e) => mayClaim(e, inv));
+      const free = freeReservedIps(this.store, inv.network, candidates, OFFERED_ALTERNATIVES);
       const label = group === null ? 'ungrouped reserved IPs' : `reserved group "${group}"`;
       offer = free.length
         ? `; free in ${label}: ${free.map((f) => formatValue(f.family, f.value)).join(', ')}`
@@ -201,7 +203,11 @@ export class CniService {
     const { leased, reserved } = exclusionsOf(this.store, inv.network);
     if (inv.group !== undefined) {
       const entries = this.store.listReserved(inv.network);
-      const group = sameGroup(entries, inv.group);
+      const named = sameGroup(entries, inv.group);
+      const group = named.filter((entry) => mayClaim(entry, inv));
+      if (named.length > 0 && group.length === 0) {
+        throw forbidden(inv, `reserved group "${inv.group}"`, [...new Set(named.flatMap((e) => e.namespaces ?? []))]);
+      }
       if (group.length === 0) {
         const known = [...new Set(entries.map((e) => e.group).filter((g): g is string => g !== null))];
         throw new ReservoirError(
@@ -236,6 +242,19 @@ export class CniService {
       `no free IP in range set ${index} of network "${network}" (${set.ranges.map(describeRange).join(', ')}): ${leasedCount} leased, ${reservedFree} reserved IPs free but given only on request; widen the range or release leases (reservoirctl leases ${network})`,
     );
   }
+}
+
+/** Whether the pod may claim IPs of this reserved entry (an entry without namespaces is for any pod). */
+function mayClaim(entry: ReservedRecord, inv: CniInvocation): boolean {
+  return entry.namespaces === null || namespaceAllowed(entry.namespaces, inv.podNamespace);
+}
+
+function forbidden(inv: CniInvocation, what: string, namespaces: readonly string[]): ReservoirError {
+  const who = inv.podNamespace === undefined ? 'this pod names no namespace (CNI_ARGS K8S_POD_NAMESPACE)' : `this pod is in namespace "${inv.podNamespace}"`;
+  return new ReservoirError(
+    'RESERVED_FORBIDDEN',
+    `${what} in network "${inv.network}" is only for namespaces ${namespaces.join(', ')}; ${who}; ask for another IP or group, or widen the entry's namespaces (reservoirctl reserved set ${inv.network} ENTRY --namespaces ...)`,
+  );
 }
 
 export function resultOf(config: IpamConfig, leases: readonly LeaseRecord[]): IpamResult {

@@ -54,12 +54,14 @@ export class Networks {
   private reconcileReserved(name: string, config: IpamConfig, now: number): void {
     const problems: string[] = [];
     const existing = this.store.listReserved(name);
-    const key = (family: number, start: bigint, end: bigint, group: string | null | undefined) => `${family}:${start}:${end}:${group ?? ''}`;
-    const wanted = new Map(config.reserved.map((spec) => [key(spec.family, spec.start, spec.end, spec.group), spec]));
+    // Namespaces are part of the key: a changed list replaces the entry (IPs in use stay with their pods).
+    const key = (family: number, start: bigint, end: bigint, group: string | null | undefined, namespaces: readonly string[] | null | undefined) =>
+      `${family}:${start}:${end}:${group ?? ''}:${namespaces?.join(',') ?? ''}`;
+    const wanted = new Map(config.reserved.map((spec) => [key(spec.family, spec.start, spec.end, spec.group, spec.namespaces), spec]));
     const stale: ReservedRecord[] = [];
     for (const record of existing) {
       if (record.source !== 'config') continue;
-      const k = key(record.family, record.start, record.end, record.group);
+      const k = key(record.family, record.start, record.end, record.group, record.namespaces);
       if (wanted.has(k)) wanted.delete(k);
       else stale.push(record);
     }
@@ -99,7 +101,7 @@ export class Networks {
         continue;
       }
       this.store.insertReserved(
-        { network: name, family: spec.family, start: spec.start, end: spec.end, group: spec.group ?? null, note: spec.note ?? null, source: 'config', entry: spec.entry },
+        { network: name, family: spec.family, start: spec.start, end: spec.end, group: spec.group ?? null, note: spec.note ?? null, source: 'config', entry: spec.entry, namespaces: spec.namespaces ?? null },
         now,
       );
     }

@@ -3,7 +3,7 @@
 // from it, change its group, nor disappear; the refusal names every holder.
 import { formatValue, fromKey, toKey } from '../src/address.js';
 import type { IpamConfig } from '../src/config.js';
-import { checkReservedPlacement, describeInterval, isNetworkName, parseGroupName, parseReservedEntry } from '../src/config.js';
+import { checkReservedPlacement, describeInterval, isNetworkName, parseGroupName, parseNamespaceGlobs, parseReservedEntry } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type {
   LeasesResponse,
@@ -123,6 +123,7 @@ export class OperatorService {
         note: parseNote(body.note),
         source: 'operator' as const,
         entry: body.entry.trim(),
+        namespaces: parseNamespaces(body.namespaces),
       };
       this.store.insertReserved(record, this.now());
       this.log.info('reserved entry added', { network, entry: record.entry, group: record.group });
@@ -137,6 +138,8 @@ export class OperatorService {
       const target = body.to === undefined ? current : { ...parseReservedEntry(body.to, 'to') };
       const group = body.group === undefined ? current.group : body.group === null ? null : parseGroupName(body.group, 'group');
       const note = body.note === undefined ? current.note : parseNote(body.note);
+      // Narrowing who may claim it never evicts a holder: IPs in use stay with their pods.
+      const namespaces = body.namespaces === undefined ? current.namespaces : parseNamespaces(body.namespaces);
       // IPs that leave the entry, or all of them when the group changes, must be free.
       const leaving: Array<[bigint, bigint]> = [];
       if (group !== current.group || target.family !== current.family) leaving.push([current.start, current.end]);
@@ -157,8 +160,8 @@ export class OperatorService {
       if (target.end > current.end) joining.push([max(target.start, current.end + 1n), target.end]);
       this.refuseTakingInUse(network, target.family, joining, body.to ?? body.entry);
       const entry = body.to === undefined ? current.entry : body.to.trim();
-      this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry });
-      this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group });
+      this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry, namespaces });
+      this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group, namespaces });
       return this.entryView(this.findEntry(network, entry));
     });
   }
@@ -244,6 +247,7 @@ export class OperatorService {
       group: entry.group,
       note: entry.note,
       source: entry.source,
+      namespaces: entry.namespaces,
       size: (entry.end - entry.start + 1n).toString(),
       used: this.store.countLeasesBetween(entry.network, entry.family, entry.start, entry.end),
     };
@@ -304,6 +308,15 @@ function parseNote(note: string | null | undefined): string | null {
   if (note === undefined || note === null) return null;
   if (typeof note !== 'string' || note.length > 256) throw new ReservoirError('BAD_REQUEST', 'note must be a string of at most 256 characters');
   return note;
+}
+
+function parseNamespaces(namespaces: readonly string[] | null | undefined): readonly string[] | null {
+  if (namespaces === undefined || namespaces === null) return null;
+  try {
+    return parseNamespaceGlobs(namespaces, 'namespaces');
+  } catch (err) {
+    throw new ReservoirError('BAD_REQUEST', (err as Error).message.replace(/^invalid config: /, ''));
+  }
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);

@@ -96,13 +96,20 @@ function cniInvocation(command: LeaseCommand, body: unknown) {
 
 function reservedChange(body: unknown): ReservedChangeBody {
   const obj = objectBody(body);
-  const change: { entry: string; to?: string; group?: string | null; note?: string | null } = { entry: stringField(obj, 'entry')! };
+  const change: { entry: string; to?: string; group?: string | null; note?: string | null; namespaces?: readonly string[] | null } = { entry: stringField(obj, 'entry')! };
   const to = stringField(obj, 'to', true);
   if (to !== undefined) change.to = to;
   const group = nullableString(obj, 'group');
   if (group !== undefined) change.group = group;
   const note = nullableString(obj, 'note');
   if (note !== undefined) change.note = note;
+  const namespaces = obj.namespaces;
+  if (namespaces !== undefined) {
+    if (namespaces !== null && (!Array.isArray(namespaces) || !namespaces.every((n) => typeof n === 'string'))) {
+      throw new ReservoirError('BAD_REQUEST', '"namespaces" must be a list of namespace globs, or null for any namespace');
+    }
+    change.namespaces = namespaces as readonly string[] | null;
+  }
   return change;
 }
 

@@ -66,6 +66,10 @@ export const MIGRATIONS: readonly string[] = [
     UNIQUE (network, family, start_ip)
   );
   `,
+  // 2: who may claim a reserved entry: a JSON list of namespace globs, NULL for any pod.
+  `
+  ALTER TABLE reserved ADD COLUMN namespaces TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -94,6 +98,7 @@ interface ReservedRow {
   note: string | null;
   source: string;
   entry: string;
+  namespaces: string | null;
 }
 
 const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at';
@@ -125,6 +130,7 @@ function toReserved(row: ReservedRow): ReservedRecord {
     note: row.note,
     source: row.source as 'config' | 'operator',
     entry: row.entry,
+    namespaces: row.namespaces === null ? null : (JSON.parse(row.namespaces) as string[]),
   };
 }
 
@@ -371,6 +377,7 @@ export class SqliteStore implements Store {
       record.source,
       record.entry,
       now,
+      record.namespaces === null ? null : JSON.stringify(record.namespaces),
     );
   }
 
@@ -383,6 +390,7 @@ export class SqliteStore implements Store {
       record.group,
       record.note,
       record.entry,
+      record.namespaces === null ? null : JSON.stringify(record.namespaces),
       id,
     );
   }
@@ -500,9 +508,9 @@ function prepareStatements(db: Database.Database) {
     setCursor: db.prepare('INSERT INTO cursors (network, range_set, ip) VALUES (?, ?, ?) ON CONFLICT (network, range_set) DO UPDATE SET ip = excluded.ip'),
     listReserved: db.prepare('SELECT * FROM reserved WHERE network = ? ORDER BY family, start_ip'),
     insertReserved: db.prepare(
-      'INSERT INTO reserved (network, family, start_ip, end_ip, grp, note, source, entry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO reserved (network, family, start_ip, end_ip, grp, note, source, entry, created_at, namespaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
-    updateReserved: db.prepare('UPDATE reserved SET family = ?, start_ip = ?, end_ip = ?, grp = ?, note = ?, entry = ? WHERE id = ?'),
+    updateReserved: db.prepare('UPDATE reserved SET family = ?, start_ip = ?, end_ip = ?, grp = ?, note = ?, entry = ?, namespaces = ? WHERE id = ?'),
     deleteReserved: db.prepare('DELETE FROM reserved WHERE id = ?'),
   };
 }

@@ -37,6 +37,8 @@ export interface ReservedRecord {
   readonly note: string | null;
   readonly source: 'config' | 'operator';
   readonly entry: string;
+  /** Namespace globs of the pods that may claim it; null = any pod. */
+  readonly namespaces: readonly string[] | null;
 }
 
 export interface NetworkRecord {

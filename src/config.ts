@@ -1,6 +1,6 @@
 // The IPAM configuration: raw JSON in, a normalized typed config out, in one pass. Nothing after
 // this module looks at raw JSON. Keys and defaults follow host-local, so an operator switches by
-// changing "type"; our own keys are `socket`, `timeout`, `reserved`, `defaultKind`, `holdFor`.
+// changing "type"; our own keys are `socket`, `timeout`, `reserved` (with per-entry `namespaces`), `defaultKind`, `holdFor`.
 import {
   AddressSyntaxError,
   type Cidr,
@@ -48,6 +48,8 @@ export interface ReservedSpec extends Interval {
   readonly entry: string;
   readonly group: string | undefined;
   readonly note: string | undefined;
+  /** Namespace globs of the pods that may claim it; undefined = any pod. */
+  readonly namespaces: readonly string[] | undefined;
 }
 
 export interface IpamConfig {
@@ -282,6 +284,27 @@ function parseDns(raw: unknown): Dns | undefined {
   return dns;
 }
 
+const NAMESPACE_GLOB = /^[a-z0-9*?]([a-z0-9*?-]{0,61}[a-z0-9*?])?$/;
+
+/** A reserved entry's `namespaces`: a non-empty list of Kubernetes namespace names with * and ? wildcards. */
+export function parseNamespaceGlobs(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 64) {
+    throw configError(field, `must be a list of 1 to 64 namespace names or globs, e.g. ["db", "team-*"], got ${show(value)}`);
+  }
+  return value.map((glob, i) => {
+    if (typeof glob !== 'string' || !NAMESPACE_GLOB.test(glob)) {
+      throw configError(`${field}[${i}]`, `${show(glob)} is not a namespace name or glob (lower-case letters, digits, "-", and the wildcards "*" and "?"; at most 63 characters)`);
+    }
+    return glob;
+  });
+}
+
+/** Whether a pod's namespace matches one of the globs ("*": any run of characters, "?": one). */
+export function namespaceAllowed(globs: readonly string[], namespace: string | undefined): boolean {
+  if (namespace === undefined) return false;
+  return globs.some((glob) => new RegExp(`^${glob.replace(/\*/g, '.*').replace(/\?/g, '.')}$`).test(namespace));
+}
+
 /** Parse one reserved entry's address part: "IP", "IP-IP" or "CIDR". */
 export function parseReservedEntry(entry: unknown, field: string): Interval {
   if (typeof entry !== 'string') throw configError(field, `${show(entry)} is not a reserved entry; write "IP", "IP-IP" or "CIDR"`);
@@ -317,13 +340,13 @@ export function checkReservedPlacement(interval: Interval, rangeSets: readonly R
 
 function parseReservedList(raw: unknown, rangeSets: readonly RangeSet[], where: string): ReservedSpec[] {
   if (raw === undefined) return [];
-  if (!Array.isArray(raw)) throw configError(where, 'must be an array of entries: "IP", "IP-IP", "CIDR" or {"entry", "group", "note"}');
+  if (!Array.isArray(raw)) throw configError(where, 'must be an array of entries: "IP", "IP-IP", "CIDR" or {"entry", "group", "note", "namespaces"}');
   const specs = raw.map((item, i): ReservedSpec => {
     const field = `${where}[${i}]`;
     const obj: Record<string, unknown> = typeof item === 'string' ? { entry: item } : asObject(item, field);
     for (const key of Object.keys(obj)) {
-      if (!['entry', 'group', 'note'].includes(key)) {
-        throw configError(`${field}.${key}`, 'unknown key; a reserved entry has "entry", "group" and "note"');
+      if (!['entry', 'group', 'note', 'namespaces'].includes(key)) {
+        throw configError(`${field}.${key}`, 'unknown key; a reserved entry has "entry", "group", "note" and "namespaces"');
       }
     }
     const interval = parseReservedEntry(obj.entry, `${field}${typeof item === 'string' ? '' : '.entry'}`);
@@ -333,7 +356,8 @@ function parseReservedList(raw: unknown, rangeSets: readonly RangeSet[], where: 
     if (obj.note !== undefined && (typeof obj.note !== 'string' || obj.note.length > 256)) {
       throw configError(`${field}.note`, 'must be a string of at most 256 characters');
     }
-    return { ...interval, entry: obj.entry as string, group, note: obj.note as string | undefined };
+    const namespaces = obj.namespaces === undefined ? undefined : parseNamespaceGlobs(obj.namespaces, `${field}.namespaces`);
+    return { ...interval, entry: obj.entry as string, group, note: obj.note as string | undefined, namespaces };
   });
   const sorted = specs.map((s, i) => ({ s, i })).sort((a, b) => a.s.family - b.s.family || cmp(a.s.start, b.s.start));
   for (let k = 1; k < sorted.length; k++) {

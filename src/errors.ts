@@ -49,6 +49,7 @@ export const ErrorCodes = define({
   BAD_REQUEST: { code: 114, http: 400, meaning: 'the daemon rejected a malformed request' },
   NOT_FOUND: { code: 115, http: 404, meaning: 'no such API endpoint' },
   REQUEST_TOO_LARGE: { code: 116, http: 413, meaning: 'request body over the size limit' },
+  RESERVED_FORBIDDEN: { code: 117, http: 403, meaning: "the requested reserved IP or group is only for other namespaces (the message names them)" },
 });
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -52,6 +52,8 @@ export interface CniInvocation {
   readonly netns: string;
   /** "namespace/name" of the pod, or RESERVOIR_APP; undefined when the runtime gave neither. */
   readonly app: string | undefined;
+  /** K8S_POD_NAMESPACE: who may claim a reserved entry limited to namespaces. */
+  readonly podNamespace: string | undefined;
   readonly kind: AppKind;
   readonly requestedIps: readonly Ip[];
   readonly group: string | undefined;
@@ -183,6 +185,7 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
     attachment,
     netns,
     app,
+    podNamespace: podNamespaceOf(cniArgs),
     kind,
     requestedIps: command === 'ADD' ? requestedIps(config, runtimeConfig, annotations, cniArgs) : [],
     group,
@@ -238,6 +241,11 @@ function parseApp(cniArgs: Map<string, string>): string | undefined {
     throw envError(`CNI_ARGS K8S_POD_NAMESPACE/K8S_POD_NAME ${show(`${namespace}/${name}`)} is not a valid pod identity`);
   }
   return `${namespace}/${name}`;
+}
+
+function podNamespaceOf(cniArgs: Map<string, string>): string | undefined {
+  const namespace = cniArgs.get('K8S_POD_NAMESPACE');
+  return namespace === undefined || namespace === '' ? undefined : namespace;
 }
 
 function parseAnnotations(raw: unknown): Map<string, string> {

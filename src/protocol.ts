@@ -51,6 +51,8 @@ export interface ReservedEntryView {
   readonly group: string | null;
   readonly note: string | null;
   readonly source: 'config' | 'operator';
+  /** Namespace globs of the pods that may claim it; null = any pod. */
+  readonly namespaces: readonly string[] | null;
   readonly size: string;
   readonly used: number;
 }
@@ -81,6 +83,8 @@ export interface ReservedChangeBody {
   readonly to?: string;
   readonly group?: string | null;
   readonly note?: string | null;
+  /** Namespace globs; null = any pod again. */
+  readonly namespaces?: readonly string[] | null;
 }
 
 export interface UsageView {

@@ -122,9 +122,9 @@ describe('reservoirctl', () => {
     const list = await ctl('reserved', 'list', 'testnet');
     expect(list.code, list.stderr).toBe(0);
     const [entries, ips] = list.stdout.split('\n\n');
-    expect(entries).toMatch(/^ENTRY\s+GROUP\s+SIZE\s+USED\s+SOURCE\s+NOTE$/m);
-    expect(entries).toMatch(/^10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+10\s+0\s+config\s+from config$/m);
-    expect(entries).toMatch(/^10\.77\.0\.50\s+g1\s+1\s+1\s+operator\s+db primary$/m);
+    expect(entries).toMatch(/^ENTRY\s+GROUP\s+NAMESPACES\s+SIZE\s+USED\s+SOURCE\s+NOTE$/m);
+    expect(entries).toMatch(/^10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+any\s+10\s+0\s+config\s+from config$/m);
+    expect(entries).toMatch(/^10\.77\.0\.50\s+g1\s+any\s+1\s+1\s+operator\s+db primary$/m);
     expect(ips).toMatch(/^IP\s+ENTRY\s+GROUP\s+STATE\s+HOLDER$/m);
     expect(ips).toMatch(new RegExp(`^10\\.77\\.0\\.50\\s+10\\.77\\.0\\.50\\s+g1\\s+leased\\s+${C2}/eth0$`, 'm'));
     expect(ips).toMatch(/^10\.77\.0\.20\s+10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+free\s+-$/m);
@@ -211,7 +211,7 @@ describe('reservoirctl', () => {
       [['reserved'], /give a subcommand/],
       [['reserved', 'add', 'testnet'], /Not enough non-option arguments/],
       [['reserved', 'list', 'testnet', '--free', '--used'], /mutually exclusive/],
-      [['reserved', 'set', 'testnet', '10.77.0.50'], /nothing to change: give --to, --group or --note/],
+      [['reserved', 'set', 'testnet', '10.77.0.50'], /nothing to change: give --to, --group, --note or --namespaces/],
       [['health', '-o', 'yaml'], /Invalid values/],
       [['health', '--timeout', 'soon'], /--timeout must be a whole number/],
       [['leases', '--limit', '0'], /--limit must be a whole number of at least 1, not 0/],

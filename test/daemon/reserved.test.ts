@@ -51,9 +51,9 @@ describe('rule 1: reserved entries per network', () => {
     await add('blue', '10.10.0.32/29'); // .32-.39
     const { entries } = await list('blue');
     expect(entries).toEqual([
-      { entry: '10.10.0.20', group: 'web', note: 'the VIP', source: 'operator', size: '1', used: 0 },
-      { entry: '10.10.0.21-10.10.0.23', group: 'db', note: null, source: 'operator', size: '3', used: 0 },
-      { entry: '10.10.0.32/29', group: null, note: null, source: 'operator', size: '8', used: 0 },
+      { entry: '10.10.0.20', group: 'web', note: 'the VIP', source: 'operator', namespaces: null, size: '1', used: 0 },
+      { entry: '10.10.0.21-10.10.0.23', group: 'db', note: null, source: 'operator', namespaces: null, size: '3', used: 0 },
+      { entry: '10.10.0.32/29', group: null, note: null, source: 'operator', namespaces: null, size: '8', used: 0 },
     ]);
     const free = await reservedStates(td.socket, 'blue', 'free');
     expect([...free.keys()]).toEqual(['10.10.0.20', '10.10.0.21', '10.10.0.22', '10.10.0.23', ...ipv4Range('10.10.0', 32, 39)]);
@@ -88,9 +88,9 @@ describe('rule 1: reserved entries per network', () => {
     expect(ip).toBe('10.10.0.13'); // .10-.12 are reserved
     const { entries } = await list('blue');
     expect(entries).toEqual([
-      { entry: '10.10.0.10', group: null, note: null, source: 'config', size: '1', used: 0 },
-      { entry: '10.10.0.11-10.10.0.12', group: 'db', note: 'primary and replica', source: 'config', size: '2', used: 0 },
-      { entry: '10.10.0.36/30', group: 'edge', note: null, source: 'config', size: '4', used: 0 },
+      { entry: '10.10.0.10', group: null, note: null, source: 'config', namespaces: null, size: '1', used: 0 },
+      { entry: '10.10.0.11-10.10.0.12', group: 'db', note: 'primary and replica', source: 'config', namespaces: null, size: '2', used: 0 },
+      { entry: '10.10.0.36/30', group: 'edge', note: null, source: 'config', namespaces: null, size: '4', used: 0 },
     ]);
   });
 
@@ -338,7 +338,7 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
     expect(message).toContain('10.50.0.28 (stateful app charlie-app');
   }
   async function unchanged() {
-    expect((await list('mod')).entries).toEqual([{ entry: ENTRY, group: 'db', note: 'databases', source: 'operator', size: '10', used: 3 }]);
+    expect((await list('mod')).entries).toEqual([{ entry: ENTRY, group: 'db', note: 'databases', source: 'operator', namespaces: null, size: '10', used: 3 }]);
   }
 
   it('DELETE of an entry in use -> 105 naming every holder', async () => {
@@ -448,12 +448,12 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
     await addOk(v2, { containerId: 'three' });
     const after = await list('cfg');
     expect(after.conflicts).toEqual([]);
-    expect(after.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', size: '6', used: 2 }]);
+    expect(after.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', namespaces: null, size: '6', used: 2 }]);
     // v3 regroups it while in use: refused, reported, the old entry stays.
     const v3 = netConf('cfg', td.socket, { ...(v1.ipam as object), reserved: [{ entry: '10.51.0.20-10.51.0.25', group: 'web' }] });
     await addOk(v3, { containerId: 'four' });
     const regrouped = await list('cfg');
-    expect(regrouped.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', size: '6', used: 2 }]);
+    expect(regrouped.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', namespaces: null, size: '6', used: 2 }]);
     expect(regrouped.conflicts.join('\n')).toContain('container one');
     expect(regrouped.conflicts.join('\n')).toContain('container two');
   });
@@ -539,7 +539,7 @@ describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the
       ],
     });
     for (let i = 0; i < 23; i++) await addOk(v2, { containerId: `dyn-${i}` }); // .10-.17 and .26-.40
-    expect((await list('split')).entries).toEqual([{ entry: '10.23.0.18-10.23.0.25', group: 'db', note: null, source: 'config', size: '8', used: 1 }]);
+    expect((await list('split')).entries).toEqual([{ entry: '10.23.0.18-10.23.0.25', group: 'db', note: null, source: 'config', namespaces: null, size: '8', used: 1 }]);
     const err = await addErr(v2, { containerId: 'one-too-many' });
     expect(err.code).toBe(100);
     const usage = await usageOf(td.socket, 'split');

@@ -121,10 +121,10 @@ describe('errorFromBody', () => {
   });
 
   it('an unknown code keeps its message under INTERNAL and says which code it was', () => {
-    const err = errorFromBody({ code: 117, msg: 'from a newer daemon', details: 'd' });
+    const err = errorFromBody({ code: 199, msg: 'from a newer daemon', details: 'd' });
     expect(err.code).toBe(999);
     expect(err.message).toBe('from a newer daemon');
-    expect(err.details).toContain('117');
+    expect(err.details).toContain('199');
     expect(err.details).toContain('d');
     expect(errorFromBody({ code: 12, msg: 'x' }).details).toContain('unknown code 12');
   });
