@@ -12,7 +12,12 @@
 //
 // The plugin (dist/reservoir.cjs) is started for every pod, so after bundling we read esbuild's
 // metafile and warn about any node_modules package in it other than ipaddr.js.
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+//
+// The one recipe for every bundle the project makes: `npm run build`, scripts/package.mjs, the
+// test bundles (test/support/build.ts) and the benchmark (bench/run.mjs, which also bundles its
+// TypeScript helpers with bundleFile).
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -62,6 +67,63 @@ export function esbuildOptions(overrides = {}) {
   };
 }
 
+/** Write esbuild's in-memory outputs under a temporary name, then rename: a reader never sees half a file. */
+function writeOutputs(outputFiles) {
+  for (const file of outputFiles) {
+    mkdirSync(dirname(file.path), { recursive: true });
+    const tmp = `${file.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, file.contents);
+    renameSync(tmp, file.path);
+  }
+}
+
+// For code that finds files from its own source location (this file finds the project root,
+// test/support/netns.ts the libcni harness, daemon/native-addon.ts better-sqlite3's addon): each
+// of our .ts and .mjs files keeps its own import.meta instead of the bundle's.
+const importMetaPerSource = {
+  name: 'import-meta-per-source',
+  setup(build) {
+    build.onLoad({ filter: /\.(ts|mjs)$/ }, (args) => {
+      if (args.path.includes('/node_modules/')) return undefined;
+      const contents = readFileSync(args.path, 'utf8')
+        .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href))
+        .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
+        .replaceAll('import.meta.filename', JSON.stringify(args.path));
+      return { contents, loader: args.path.endsWith('.ts') ? 'ts' : 'js' };
+    });
+  },
+};
+
+/** Leave these packages out of the bundle, required at run time from this project's node_modules (wherever the bundle is). */
+function externalFromProject(names) {
+  const fromProject = createRequire(join(ROOT, 'package.json'));
+  return {
+    name: 'external-from-project',
+    setup(build) {
+      for (const name of names) {
+        const filter = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+        build.onResolve({ filter }, () => ({ path: fromProject.resolve(name), external: true }));
+      }
+    },
+  };
+}
+
+/**
+ * Bundle one TypeScript module (bench/helpers.ts) into outfile, to require() from plain Node.
+ * Each source keeps its own import.meta; `external` packages (esbuild) are required at run time.
+ */
+export async function bundleFile({ entry, outfile, external = [] }) {
+  try {
+    const plugins = [importMetaPerSource, externalFromProject(external)];
+    const result = await esbuild.build(esbuildOptions({ entryPoints: [entry], outfile, plugins, banner: {}, define: {}, sourcemap: false, write: false }));
+    writeOutputs(result.outputFiles);
+  } catch (err) {
+    if (err?.errors?.length) throw new BuildError(`esbuild failed:\n${formatMessages('error', err.errors)}`);
+    throw err;
+  }
+  return outfile;
+}
+
 /** Package names ("ipaddr.js", "@scope/x") of the node_modules inputs of one output, with bytes. */
 export function packagesIn(metafile, outfile) {
   const key = relative(ROOT, outfile).split('\\').join('/');
@@ -97,11 +159,13 @@ export function entryDirFrom(argv = process.argv.slice(2), env = process.env) {
 }
 
 /**
- * Bundles the three entries. Returns { outputs: {name: path}, metafile }.
+ * Bundles the entries (default all three) and compiles the native exchange beside them. Returns
+ * { outputs: {name: path}, nativeCall, metafile }. Every file is written under a temporary name
+ * and renamed, so a process running an older bundle from outdir (a test worker) is unaffected.
  * Throws with a readable message on missing entries or esbuild errors.
  */
-export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join(ROOT, 'dist'), log = console.log } = {}) {
-  const entries = Object.fromEntries(ENTRIES.map((n) => [n, join(entryDir, `${n}.ts`)]));
+export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join(ROOT, 'dist'), names = ENTRIES, log = console.log } = {}) {
+  const entries = Object.fromEntries(names.map((n) => [n, join(entryDir, `${n}.ts`)]));
   const missing = Object.values(entries).filter((f) => !existsSync(f));
   if (missing.length) {
     throw new BuildError(
@@ -110,10 +174,7 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
     );
   }
   mkdirSync(outdir, { recursive: true });
-  for (const n of ENTRIES) {
-    for (const ext of ['.cjs', '.cjs.map']) rmSync(join(outdir, n + ext), { force: true });
-  }
-  log(`build: esbuild ${esbuild.version}: ${relative(ROOT, entryDir) || '.'}/{${ENTRIES.join(',')}}.ts -> ${relative(ROOT, outdir)}/*.cjs`);
+  log(`build: esbuild ${esbuild.version}: ${relative(ROOT, entryDir) || '.'}/{${names.join(',')}}.ts -> ${relative(ROOT, outdir)}/*.cjs`);
   let result;
   try {
     result = await esbuild.build(
@@ -121,20 +182,24 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
         entryPoints: Object.entries(entries).map(([out, input]) => ({ in: input, out })),
         outdir,
         outExtension: { '.js': '.cjs' },
+        write: false,
       }),
     );
   } catch (err) {
+    // no stale bundle from an earlier build stays behind to be mistaken for this one
+    for (const n of names) for (const ext of ['.cjs', '.cjs.map']) rmSync(join(outdir, n + ext), { force: true });
     if (err?.errors?.length) throw new BuildError(`esbuild failed:\n${formatMessages('error', err.errors)}`);
     throw err;
   }
+  writeOutputs(result.outputFiles);
   if (result.warnings.length) log(formatMessages('warning', result.warnings));
-  const outputs = Object.fromEntries(ENTRIES.map((n) => [n, join(outdir, `${n}.cjs`)]));
+  const outputs = Object.fromEntries(names.map((n) => [n, join(outdir, `${n}.cjs`)]));
   for (const [name, file] of Object.entries(outputs)) {
     const pkgs = packagesIn(result.metafile, file);
     const list = pkgs.map(([p, b]) => `${p} ${kib(b)}`).join(', ') || 'none';
     log(`  ${relative(ROOT, file).padEnd(22)} ${kib(statSync(file).size).padStart(10)}   packages: ${list}`);
   }
-  const extra = packagesIn(result.metafile, outputs.reservoir)
+  const extra = (outputs.reservoir ? packagesIn(result.metafile, outputs.reservoir) : [])
     .map(([p]) => p)
     .filter((p) => !PLUGIN_ALLOWED_PACKAGES.includes(p));
   if (extra.length) {

@@ -1,3 +1,3 @@
-// Types of scripts/native.mjs for the TypeScript that imports it (test/support/build.ts).
+// Types of scripts/native.mjs for the TypeScript that imports it.
 export const NATIVE_CALL_FILE: string;
 export function buildNativeCall(outFile: string): string;
