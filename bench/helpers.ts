@@ -1,21 +1,21 @@
-// The project's TypeScript the benchmark needs, re-exported so bench/run.mjs can bundle it with
-// esbuild at start (one CommonJS file in a temp dir) and import it. Nothing is copied: the
-// network-namespace helpers are test/e2e/netns.ts's, the store and services are the daemon's.
+// The project's TypeScript the benchmark needs, re-exported so bench/run.mjs can bundle it
+// (scripts/build.mjs bundleFile, one CommonJS file in a temp dir) and import it. Nothing is
+// copied: the daemon launcher, netconf builder, Cleanup, prerequisite registry and netns helpers
+// are the tests' own (test/support), the store and services are the daemon's.
+export { Cleanup } from '../test/support/cleanup.js';
+export { DaemonProcess } from '../test/support/daemon.js';
+export { netconf, conflist } from '../test/support/netconf.js';
+export { missingPrereqs } from '../test/support/prereqs.js';
 export {
-  Cleanup,
   CNI_PLUGIN_DIR,
-  HARNESS_BIN,
-  buildHarness,
   createNetns,
   deleteLink,
-  deleteNetns,
-  linkExists,
+  deleteLinkAtCleanup,
   pickFreeSubnet24,
-  requirePrereqs,
   runCni,
   uniqueName,
   writeConflist,
-} from '../test/e2e/netns.js';
+} from '../test/support/netns.js';
 export { SqliteStore } from '../daemon/sqlite-store.js';
 export { CniService } from '../daemon/cni-service.js';
 export { Networks } from '../daemon/networks.js';

@@ -20,8 +20,8 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, 
 import { createRequire } from 'node:module';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import * as esbuild from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import { bundleFile } from '../scripts/build.mjs';
 import { cniBody, median, percentile, rawRequest } from './http.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,7 +46,8 @@ const results = { startedAt: new Date().toISOString(), quick: QUICK, machine: {}
 const tmp = mkdtempSync(join(tmpdir(), 'reservoir-bench-'));
 const daemons = new Set();
 const seaNames = [];
-let cleanupNetns; // a test/e2e/netns.ts Cleanup while the storm runs
+let cleanupNetns; // a test/support/cleanup.ts Cleanup while the storm runs
+let h; // bench/helpers.ts, bundled (loadHelpers)
 
 function log(msg) {
   process.stderr.write(`[bench +${(process.uptime()).toFixed(1)}s] ${msg}\n`);
@@ -67,37 +68,9 @@ function row(section, metric, value, unit, target, note = '') {
 // ---------------------------------------------------------------------------------------------
 // Set-up: the TypeScript helpers (bundled), the packaged executables
 
-/** Bundle bench/helpers.ts (and what it imports: netns helpers, store, services) to one CJS file. */
+/** Bundle bench/helpers.ts (and what it imports: test support, store, services) to one CJS file. */
 async function loadHelpers() {
-  const out = join(tmp, 'helpers.cjs');
-  await esbuild.build({
-    entryPoints: [join(ROOT, 'bench', 'helpers.ts')],
-    outfile: out,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
-    nodePaths: [join(ROOT, 'node_modules')],
-    absWorkingDir: ROOT,
-    logLevel: 'error',
-    plugins: [
-      {
-        // Each source keeps its own location (test/e2e/netns.ts finds the harness from it,
-        // daemon/native-addon.ts finds better-sqlite3's addon from it).
-        name: 'import-meta-per-file',
-        setup(build) {
-          build.onLoad({ filter: /\.ts$/ }, (args) => {
-            const url = pathToFileURL(args.path).href;
-            const contents = readFileSync(args.path, 'utf8')
-              .replaceAll('import.meta.url', JSON.stringify(url))
-              .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
-              .replaceAll('import.meta.filename', JSON.stringify(args.path));
-            return { contents, loader: 'ts' };
-          });
-        },
-      },
-    ],
-  });
+  const out = await bundleFile({ entry: join(ROOT, 'bench', 'helpers.ts'), outfile: join(tmp, 'helpers.cjs'), external: ['esbuild'] });
   return createRequire(out)(out);
 }
 
@@ -151,39 +124,17 @@ function procStatus(pid) {
   }
 }
 
-/** Start a packaged reservoird on its own socket and state dir; resolves once /v1/health answers. */
-async function startDaemon(bin, name, { stateDir = join(tmp, name), args = ['--reclaim-grace', '0'] } = {}) {
-  const socket = join(tmp, `${name}.sock`);
-  const t0 = performance.now();
-  const child = spawn(bin.daemon, ['--socket', socket, '--state-dir', stateDir, '--cni-conf-dir', '', '--log-level', 'warn', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: PATH_ENV },
-  });
-  let stderr = '';
-  child.stderr.on('data', (c) => {
-    stderr += c;
-  });
-  const d = { name, socket, stateDir, child, pid: child.pid, startupMs: NaN, get stderr() { return stderr; } };
+/** Start a packaged reservoird (test/support/daemon.ts) on its own socket and state dir; resolves once /v1/health answers. */
+async function startDaemon(bin, name, { stateDir = join(tmp, name) } = {}) {
+  const d = await h.DaemonProcess.spawn({ executable: bin.daemon, socket: join(tmp, `${name}.sock`), stateDir, path: PATH_ENV, cwd: tmp });
   daemons.add(d);
-  d.stop = () => stopDaemon(d);
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`reservoird ${name} exited during start: ${stderr}`);
-    try {
-      const r = await rawRequest(socket, 'GET', '/v1/health', undefined, 5_000);
-      if (r.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (performance.now() - t0 > 30_000) throw new Error(`reservoird ${name} did not answer /v1/health within 30 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  d.startupMs = performance.now() - t0;
+  d.name = name;
+  d.startupMs = await d.ready(30_000);
   return d;
 }
 
-function stopDaemon(d) {
-  daemons.delete(d);
-  const { child } = d;
+/** Stop the null server (a plain child process). */
+function stopChild(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolveStop) => {
     const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -195,8 +146,9 @@ function stopDaemon(d) {
   });
 }
 
+/** The benchmark's network config: CNI 1.0.0, a 30 s timeout (test/support/netconf.ts builds it). */
 function reservoirConf(name, socket, ranges, extraIpam = {}) {
-  return { cniVersion: '1.0.0', name, type: 'bridge', ipam: { type: 'reservoir', socket, timeout: '30s', ranges, ...extraIpam } };
+  return h.netconf(name, socket, { timeout: '30s', ranges, ...extraIpam }, { cniVersion: '1.0.0' });
 }
 
 async function call(d, path, body) {
@@ -332,7 +284,7 @@ function buildLoadgen() {
 async function startNullServer(node) {
   const socket = join(tmp, 'null.sock');
   const child = spawn(node, [join(ROOT, 'bench', 'null-server.mjs'), socket], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const d = { name: 'null', socket, child, pid: child.pid };
+  const d = { name: 'null', socket, child, pid: child.pid, stop: () => stopChild(child) };
   daemons.add(d);
   for (const t0 = performance.now(); ; ) {
     try {
@@ -373,7 +325,7 @@ async function benchThroughput(bin, node) {
   }
   const health = JSON.parse((await rawRequest(daemon.socket, 'GET', '/v1/health')).body);
   await daemon.stop();
-  await stopDaemon(reference);
+  await reference.stop();
   const summary = {};
   for (const conc of [1, 16, 64]) {
     const pick = (of, phase, key) => median(runs[of][conc].map((r) => r[phase][key]));
@@ -454,7 +406,7 @@ function fillStore(h, store, spec) {
   return { dbPath, leases: n, fillSeconds: (performance.now() - t0) / 1000 };
 }
 
-async function benchScale(bin, h) {
+async function benchScale(bin) {
   const stores = [];
   for (const spec of SCALE_STORES) {
     const store = { ...spec };
@@ -635,14 +587,8 @@ async function pool(items, conc, fn) {
   }));
 }
 
-async function benchStorm(bin, h, daemon) {
-  const missing = [];
-  if (process.getuid?.() !== 0) missing.push('root');
-  for (const p of ['bridge', 'host-local']) if (!existsSync(join(h.CNI_PLUGIN_DIR, p))) missing.push(`${h.CNI_PLUGIN_DIR}/${p} (apt-get install containernetworking-plugins)`);
-  if (missing.length === 0) {
-    const err = h.buildHarness();
-    if (err) missing.push(`libcni harness: ${err.split('\n')[0]} (apt-get install golang-go golang-github-appc-cni-dev)`);
-  }
+async function benchStorm(bin, daemon) {
+  const missing = h.missingPrereqs(['root', 'bridge', 'host-local', 'harness']);
   if (missing.length) {
     row('6 storm', 'storm', NaN, '', undefined, `SKIPPED: missing ${missing.join(', ')}`);
     results.sections.storm = { skipped: missing };
@@ -660,13 +606,15 @@ async function benchStorm(bin, h, daemon) {
     const out = {};
     for (const kind of ['reservoir', 'host-local']) {
       const bridge = h.uniqueName('rsvbench', 4);
-      cleanup.addLink(bridge);
+      h.deleteLinkAtCleanup(cleanup, bridge);
       const { subnet } = h.pickFreeSubnet24('10.97');
       const ranges = [[{ subnet }]];
-      const ipam = kind === 'reservoir'
-        ? { type: 'reservoir', socket: daemon.socket, timeout: '30s', ranges }
-        : { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-storm') };
-      const conflist = h.writeConflist({ cniVersion: '1.0.0', name: `bench-storm-${kind}`, plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam }] }, cleanup);
+      const name = `bench-storm-${kind}`;
+      const plugin = { type: 'bridge', bridge, isGateway: true, ipMasq: false };
+      const conf = kind === 'reservoir'
+        ? h.conflist(name, daemon.socket, { timeout: '30s', ranges }, { cniVersion: '1.0.0', plugin })
+        : { cniVersion: '1.0.0', name, plugins: [{ ...plugin, ipam: { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-storm') } }] };
+      const conflist = h.writeConflist(conf, cleanup);
       const cacheDir = join(tmp, `cni-cache-${kind}`);
       const opts = { cacheDir, cniPath: [cniBin, h.CNI_PLUGIN_DIR], timeoutMs: 120_000 };
       const phase = async (cmd) => {
@@ -718,7 +666,7 @@ function printTable() {
 }
 
 async function cleanupAll() {
-  for (const d of [...daemons]) await stopDaemon(d).catch(() => undefined);
+  for (const d of [...daemons]) await d.stop().catch(() => undefined);
   if (cleanupNetns) await cleanupNetns.run().catch((err) => log(`cleanup: ${err.message}`));
   rmSync(tmp, { recursive: true, force: true });
   for (const n of seaNames) for (const ext of ['.blob', '.sea-config.json']) rmSync(join(ROOT, 'build', 'sea', n + ext), { force: true });
@@ -727,7 +675,7 @@ async function cleanupAll() {
 async function main() {
   const start = machine();
   log(`${QUICK ? 'quick' : 'full'} run; load average ${start.loadavg.map((x) => x.toFixed(2)).join(' ')} on ${start.cpus} CPUs; temp dir ${tmp}`);
-  const h = await loadHelpers();
+  h = await loadHelpers();
   const { findNodeBinary } = await import('../scripts/package.mjs');
   const node = findNodeBinary().path;
   const bin = await packaged();
@@ -737,9 +685,9 @@ async function main() {
   const sections = {
     floor: () => benchFloor(bin, node, mainDaemon),
     throughput: () => benchThroughput(bin, node),
-    scale: () => benchScale(bin, h),
+    scale: () => benchScale(bin),
     race: () => benchRace(bin, mainDaemon),
-    storm: () => benchStorm(bin, h, mainDaemon),
+    storm: () => benchStorm(bin, mainDaemon),
   };
   for (const name of SECTIONS) {
     if (!wanted(name)) continue;

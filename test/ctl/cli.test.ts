@@ -1,17 +1,17 @@
 // reservoirctl, in-process, against a real reservoird on a temp socket and a temp SQLite file.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../ctl/main.js';
-import { type Daemon, startDaemon } from '../../daemon/app.js';
 import { callDaemon } from '../../src/client.js';
 import { runPlugin } from '../../src/plugin.js';
 import { LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX, type LeaseView, type LeasesResponse } from '../../src/protocol.js';
+import { type InProcessDaemon, startInProcessDaemon } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
 
 let dir: string;
 let socket: string;
-let daemon: Daemon;
+let daemon: InProcessDaemon;
 
 interface Run {
   code: number;
@@ -34,12 +34,7 @@ async function ctl(...argv: string[]): Promise<Run> {
 const STATEFUL_ARGS = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0;RESERVOIR_KIND=stateful';
 
 function conf(reserved: unknown[] = [{ entry: '10.77.0.20-10.77.0.29', group: 'cfg', note: 'from config' }]) {
-  return {
-    cniVersion: '1.1.0',
-    name: 'testnet',
-    type: 'bridge',
-    ipam: { type: 'reservoir', socket, ranges: [[{ subnet: '10.77.0.0/24' }]], reserved },
-  };
+  return netconf('testnet', socket, { ranges: [[{ subnet: '10.77.0.0/24' }]], reserved });
 }
 
 /** One CNI call through the real plugin; returns the IP on ADD. */
@@ -61,15 +56,13 @@ const C2 = 'c2'.padEnd(64, 'a');
 const C3 = 'c3'.padEnd(64, 'b');
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'reservoirctl-'));
-  socket = join(dir, 'r.sock');
-  daemon = await startDaemon({ socket, dbPath: join(dir, 'r.db'), stateDir: join(dir, 'state') });
+  daemon = await startInProcessDaemon('ctl');
+  ({ dir, socket } = daemon);
   await cni('ADD', C1);
 });
 
 afterAll(async () => {
   await daemon?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('reservoirctl', () => {
@@ -275,12 +268,7 @@ describe('reservoirctl', () => {
 
   // Last: the other tests expect testnet to be the only network.
   it('leases: more leases than one page of the daemon, printed as one list', async () => {
-    const bigConf = () => ({
-      cniVersion: '1.1.0',
-      name: 'bignet',
-      type: 'bridge',
-      ipam: { type: 'reservoir', socket, ranges: [[{ subnet: '10.78.0.0/21' }], [{ subnet: 'fd00:78::/64' }]], reserved: [] },
-    });
+    const bigConf = () => netconf('bignet', socket, { ranges: [[{ subnet: '10.78.0.0/21' }], [{ subnet: 'fd00:78::/64' }]], reserved: [] });
     const attachments = Math.ceil((LEASES_PAGE_DEFAULT + 40) / 2); // an IPv4 and an IPv6 lease each
     const added: string[] = [];
     for (let i = 0; i < attachments; i += 50) {

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIp } from '../../src/address.js';
 import { LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX, type LeasesResponse, type LeaseView } from '../../src/protocol.js';
 import { rawRequest } from '../support/http.js';
-import { type TestDaemon, addOk, delOk, netConf, op, startTestDaemon } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, addOk, delOk, op, startTestDaemon } from './support.js';
 
 let td: TestDaemon;
 
@@ -19,7 +20,7 @@ const PER_NETWORK = 18;
 /** Asked for by IP after the dynamic ones, so that address order differs from the order of the ADDs. */
 const REQUESTED_IN_A = ['10.40.0.200', '10.40.0.100', '10.40.0.30'];
 
-const conf = (network: string) => netConf(network, td.socket, { ranges: NETWORKS[network] });
+const conf = (network: string) => netconf(network, td.socket, { ranges: NETWORKS[network] });
 
 /** "network ip" of every lease the ADDs handed out, in the order the listing must have. */
 let expected: string[];
@@ -125,7 +126,7 @@ describe('GET /v1/leases, page by page', () => {
 
   it('a cursor is a position, not an offset: releasing a listed lease does not skip the next one', async () => {
     const network = 'page-d';
-    const c = () => netConf(network, td.socket, { ranges: [[{ subnet: '10.43.0.0/24' }]] });
+    const c = () => netconf(network, td.socket, { ranges: [[{ subnet: '10.43.0.0/24' }]] });
     const ips: string[] = [];
     for (let i = 0; i < 6; i++) ips.push(...(await addOk(c(), { containerId: `page-d-${i}` })));
     const first = await op<LeasesResponse>(td.socket, 'leases', { query: { network, limit: '3' } });

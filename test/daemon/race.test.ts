@@ -2,16 +2,12 @@
 // every other gets 101 naming the winner's container and offering up to 5 free reserved IPs of
 // the same group. Once in-process (50 concurrent runPlugin calls), once with 50 real plugin
 // processes (node reservoir.cjs).
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type PluginOutcome, type TestDaemon, addOk, ipsOf, netConf, op, plugin, reservedStates, startTestDaemon } from './support.js';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { bundlesReady } from '../support/build.js';
+import { netconf } from '../support/netconf.js';
+import { runPlugin } from '../support/plugin.js';
+import { type PluginOutcome, type TestDaemon, addOk, ipsOf, op, plugin, reservedStates, startTestDaemon } from './support.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RACERS = 50;
 
 let td: TestDaemon;
@@ -24,7 +20,7 @@ afterEach(async () => {
 
 /** .20-.29 group "db", .30-.31 group "tiny", .32 ungrouped. */
 const conf = () =>
-  netConf('race', td.socket, {
+  netconf('race', td.socket, {
     ranges: [[{ subnet: '10.99.0.0/24', rangeStart: '10.99.0.10', rangeEnd: '10.99.0.60' }]],
     reserved: [{ entry: '10.99.0.20-10.99.0.29', group: 'db' }, { entry: '10.99.0.30-10.99.0.31', group: 'tiny' }, '10.99.0.32'],
   });
@@ -88,20 +84,12 @@ describe('rule 7: concurrent requests for the same free reserved IP', () => {
 });
 
 describe('rule 7 with real plugin processes', () => {
-  let bundle: string;
-  let buildDir: string | undefined;
-
-  beforeAll(async () => {
-    ({ bundle, buildDir } = await pluginBundle());
-  }, 120_000);
-  afterAll(() => {
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
-  });
+  beforeAll(() => bundlesReady(), 120_000);
 
   it('50 concurrent `node reservoir.cjs` ADDs: exactly one wins, the rest get 101 with the holder and 5 free IPs', async () => {
     await addOk(conf(), { containerId: 'warmup', args: { IP: '10.99.0.20' } });
     const config = JSON.stringify(conf());
-    const outcomes = await Promise.all(ids.map(async (id) => ({ id, ...(await runProcess(bundle, id, config, 'IP=10.99.0.27')) })));
+    const outcomes = await Promise.all(ids.map(async (id) => ({ id, ...(await runProcess(id, config, 'IP=10.99.0.27')) })));
     const winner = judge(outcomes, '10.99.0.27', ['10.99.0.21', '10.99.0.22', '10.99.0.23', '10.99.0.24', '10.99.0.25']);
     const used = await reservedStates(td.socket, 'race', 'used');
     expect([...used.keys()]).toEqual(['10.99.0.20', '10.99.0.27']);
@@ -109,61 +97,11 @@ describe('rule 7 with real plugin processes', () => {
   }, 120_000);
 });
 
-function runProcess(bundle: string, containerId: string, config: string, args: string): Promise<PluginOutcome> {
-  const node = existsSync(join(ROOT, 'node_modules', '.bin', 'node')) ? join(ROOT, 'node_modules', '.bin', 'node') : process.execPath;
-  const env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    CNI_COMMAND: 'ADD',
-    CNI_CONTAINERID: containerId,
-    CNI_IFNAME: 'eth0',
-    CNI_NETNS: `/var/run/netns/${containerId}`,
-    CNI_ARGS: args,
-    CNI_PATH: '/opt/cni/bin',
-  };
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(node, [bundle], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (exit) => {
-      try {
-        resolvePromise({ exit: exit ?? -1, out: JSON.parse(stdout) as Record<string, unknown> });
-      } catch {
-        reject(new Error(`plugin ${containerId} exited ${exit} with stdout ${JSON.stringify(stdout)} stderr ${stderr.slice(0, 2000)}`));
-      }
-    });
-    child.stdin.end(config);
-  });
-}
-
-/** dist/reservoir.cjs when it is newer than every source of the plugin, else a fresh build in a temp dir. */
-async function pluginBundle(): Promise<{ bundle: string; buildDir: string | undefined }> {
-  const dist = join(ROOT, 'dist', 'reservoir.cjs');
-  const sources = [join(ROOT, 'cmd', 'reservoir.ts'), ...readdirSync(join(ROOT, 'src')).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'src', f))];
-  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-  if (existsSync(dist) && statSync(dist).mtimeMs >= newest) return { bundle: dist, buildDir: undefined };
-  const buildDir = mkdtempSync(join(tmpdir(), 'rsv-bundle-'));
-  const node = join(ROOT, 'node_modules', '.bin', 'node');
-  if (['reservoir', 'reservoird', 'reservoirctl'].every((n) => existsSync(join(ROOT, 'cmd', `${n}.ts`)))) {
-    // The project's own build, into a temp dir: a concurrent `npm run build` keeps dist/ to itself.
-    const built = spawnSync(existsSync(node) ? node : process.execPath, [join(ROOT, 'scripts', 'build.mjs'), '--outdir', buildDir], { cwd: ROOT, encoding: 'utf8' });
-    if (built.status === 0 && existsSync(join(buildDir, 'reservoir.cjs'))) return { bundle: join(buildDir, 'reservoir.cjs'), buildDir };
+/** The plugin bundle as a process (test/support/plugin.ts), as the runtime runs it. */
+async function runProcess(containerId: string, config: string, args: string): Promise<PluginOutcome> {
+  const run = await runPlugin({ command: 'ADD', containerId, args, config });
+  if (run.json === undefined || run.json.unparsable !== undefined) {
+    throw new Error(`plugin ${containerId} exited ${run.exitCode} with stdout ${JSON.stringify(run.stdout)} stderr ${run.stderr.slice(0, 2000)}`);
   }
-  // The CLI entry is missing or does not build: bundle the plugin alone, as build.mjs would.
-  await esbuild.build({
-    entryPoints: [join(ROOT, 'cmd', 'reservoir.ts')],
-    outfile: join(buildDir, 'reservoir.cjs'),
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
-    banner: { js: 'var __reservoir_import_meta_url=require("node:url").pathToFileURL(__filename).href;' },
-    define: { 'import.meta.url': '__reservoir_import_meta_url', 'import.meta.filename': '__filename', 'import.meta.dirname': '__dirname' },
-    nodePaths: [join(ROOT, 'node_modules')],
-    absWorkingDir: ROOT,
-    logLevel: 'silent',
-  });
-  return { bundle: join(buildDir, 'reservoir.cjs'), buildDir };
+  return { exit: run.exitCode ?? -1, out: run.json as Record<string, unknown> };
 }

@@ -1,8 +1,6 @@
 // The netns reconciler, against a real SQLite store with a fake clock and a fake "does this
 // namespace exist": leases whose namespace is gone longer than the grace are released as DEL
 // would (stateless freed, stateful held), over several pages, and nothing else is touched.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniService } from '../../daemon/cni-service.js';
@@ -12,7 +10,8 @@ import { Networks } from '../../daemon/networks.js';
 import { NetnsView } from '../../daemon/netns-view.js';
 import { NetnsReconciler, RECONCILE_PAGE } from '../../daemon/reconciler.js';
 import { SqliteStore } from '../../daemon/sqlite-store.js';
-import { Clock } from './support.js';
+import { Clock } from '../support/daemon.js';
+import { removeDir, tempDir } from '../support/tmp.js';
 
 const GRACE = 60_000;
 const COUNT = RECONCILE_PAGE * 2 + 100;
@@ -26,7 +25,7 @@ describe('NetnsReconciler', () => {
   const run = <T>(fn: () => T) => Promise.resolve(store.transaction(fn));
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'rsv-reconcile-'));
+    dir = tempDir('reconcile');
     store = SqliteStore.open({ path: join(dir, 'leases.db') });
     clock = new Clock();
     gone = new Set();
@@ -56,7 +55,7 @@ describe('NetnsReconciler', () => {
 
   afterEach(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   });
 
   it('releases, after the grace period, exactly the leases whose namespace is gone, across pages', async () => {

@@ -1,23 +1,23 @@
 // Reserved IPs: defined per network (operator routes, the ipam config, the CNI config directory),
 // never handed out dynamically, given only to apps that ask, guarded while in use, and free again
 // as soon as their holder goes away.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { usageOf } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
+import { removeDir, tempDir } from '../support/tmp.js';
 import {
   type TestDaemon,
   addErr,
   addOk,
   delOk,
   ipv4Range,
-  netConf,
   op,
   opErr,
   plugin,
   reservedStates,
   startTestDaemon,
-  usageOf,
   waitFor,
 } from './support.js';
 
@@ -28,7 +28,7 @@ afterEach(async () => {
 
 /** 10.10.0.10-10.10.0.40, gateway 10.10.0.30 inside the range (so an entry can cover it). */
 function blue(extra: Record<string, unknown> = {}) {
-  return netConf('blue', td.socket, {
+  return netconf('blue', td.socket, {
     ranges: [[{ subnet: '10.10.0.0/24', rangeStart: '10.10.0.10', rangeEnd: '10.10.0.40', gateway: '10.10.0.30' }]],
     ...extra,
   });
@@ -105,8 +105,8 @@ describe('rule 1: reserved entries per network', () => {
 
   it('registers networks from the CNI config directory before any pod, and watches it for new files', async () => {
     await td.close();
-    const confDir = mkdtempSync(join(tmpdir(), 'rsv-netd-'));
-    onTestFinished(() => rmSync(confDir, { recursive: true, force: true }));
+    const confDir = tempDir('netd');
+    onTestFinished(() => removeDir(confDir));
     td = await startTestDaemon({ cniConfDir: confDir });
     const socket = td.socket;
     const ipam = (third: number, reserved: unknown[]) => ({
@@ -145,8 +145,8 @@ describe('rule 1: reserved entries per network', () => {
 
   it('learns a CNI config directory created after the daemon started', async () => {
     await td.close();
-    const parent = mkdtempSync(join(tmpdir(), 'rsv-netd-late-'));
-    onTestFinished(() => rmSync(parent, { recursive: true, force: true }));
+    const parent = tempDir('netd-late');
+    onTestFinished(() => removeDir(parent));
     const confDir = join(parent, 'net.d');
     td = await startTestDaemon({ cniConfDir: confDir });
     mkdirSync(confDir);
@@ -166,7 +166,7 @@ describe('rule 2: reserved IPs are never allocated dynamically', () => {
 
   // .10-.19: .12, .15-.16 (group g) and .18/31 reserved; .10, .11, .13, .14, .17 dynamic.
   const small = () =>
-    netConf('small', td.socket, {
+    netconf('small', td.socket, {
       ranges: [[{ subnet: '10.20.0.0/24', rangeStart: '10.20.0.10', rangeEnd: '10.20.0.19' }]],
       reserved: ['10.20.0.12', { entry: '10.20.0.15-10.20.0.16', group: 'g' }, '10.20.0.18/31'],
     });
@@ -193,7 +193,7 @@ describe('rule 2: reserved IPs are never allocated dynamically', () => {
   });
 
   it('skips operator-added entries too, and many dynamic ADDs in a row never touch them', async () => {
-    const conf = netConf('mid', td.socket, { ranges: [[{ subnet: '10.21.0.0/24', rangeStart: '10.21.0.10', rangeEnd: '10.21.0.60' }]] });
+    const conf = netconf('mid', td.socket, { ranges: [[{ subnet: '10.21.0.0/24', rangeStart: '10.21.0.10', rangeEnd: '10.21.0.60' }]] });
     await addOk(conf, { containerId: 'first' }); // .10
     await op(td.socket, 'reservedAdd', { params: { network: 'mid' }, body: { entry: '10.21.0.11-10.21.0.30' } });
     await op(td.socket, 'reservedAdd', { params: { network: 'mid' }, body: { entry: '10.21.0.40/29', group: 'x' } });
@@ -272,7 +272,7 @@ describe('rule 4: usage per reserved IP and per network', () => {
   });
 
   it('shows free / leased (attachment + app) / held (stateful), filters by state, and counts usage', async () => {
-    const conf = netConf('use', td.socket, {
+    const conf = netconf('use', td.socket, {
       ranges: [[{ subnet: '10.40.0.0/24', rangeStart: '10.40.0.10', rangeEnd: '10.40.0.29' }]],
       reserved: [{ entry: '10.40.0.20-10.40.0.24', group: 'g' }],
     });
@@ -315,7 +315,7 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
   beforeEach(async () => {
     td = await startTestDaemon();
   });
-  const conf = () => netConf('mod', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.60' }]] });
+  const conf = () => netconf('mod', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.60' }]] });
   const ENTRY = '10.50.0.20-10.50.0.29';
   const set = (body: Record<string, unknown>) => op(td.socket, 'reservedSet', { params: { network: 'mod' }, body });
   const setErr = (body: Record<string, unknown>) => opErr(td.socket, 'reservedSet', { params: { network: 'mod' }, body });
@@ -398,7 +398,7 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
   });
 
   it('a changed config reserved list keeps the in-use part reserved and reports the conflict', async () => {
-    const v1 = netConf('cfg', td.socket, {
+    const v1 = netconf('cfg', td.socket, {
       ranges: [[{ subnet: '10.51.0.0/24', rangeStart: '10.51.0.10', rangeEnd: '10.51.0.60' }]],
       reserved: [{ entry: '10.51.0.20-10.51.0.29', group: 'db' }, { entry: '10.51.0.40-10.51.0.44', group: 'gone' }, '10.51.0.50'],
     });
@@ -406,7 +406,7 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
     await addOk(v1, { containerId: 'two', args: { IP: '10.51.0.27', K8S_POD_NAMESPACE: 'ns', K8S_POD_NAME: 'two' } });
     await addOk(v1, { containerId: 'three', args: { IP: '10.51.0.50' } });
     // v2 drops the db entry and .50 (both in use) and the free "gone" entry.
-    const v2 = netConf('cfg', td.socket, { ...(v1.ipam as object), reserved: ['10.51.0.55'] });
+    const v2 = netconf('cfg', td.socket, { ...(v1.ipam as object), reserved: ['10.51.0.55'] });
     await addOk(v2, { containerId: 'four' });
     const after = await list('cfg');
     expect(after.entries.map((e: { entry: string }) => e.entry)).toEqual(['10.51.0.20-10.51.0.29', '10.51.0.50', '10.51.0.55']);
@@ -438,19 +438,19 @@ describe('rule 5: entries in use cannot be dropped or regrouped', () => {
   });
 
   it('a changed config reserved list may shrink an entry away from free IPs while keeping the used one', async () => {
-    const v1 = netConf('cfg', td.socket, {
+    const v1 = netconf('cfg', td.socket, {
       ranges: [[{ subnet: '10.51.0.0/24', rangeStart: '10.51.0.10', rangeEnd: '10.51.0.60' }]],
       reserved: [{ entry: '10.51.0.20-10.51.0.29', group: 'db' }],
     });
     await addOk(v1, { containerId: 'one', args: { RESERVOIR_GROUP: 'db' } }); // .20
     await addOk(v1, { containerId: 'two', args: { IP: '10.51.0.25' } });
-    const v2 = netConf('cfg', td.socket, { ...(v1.ipam as object), reserved: [{ entry: '10.51.0.20-10.51.0.25', group: 'db' }] });
+    const v2 = netconf('cfg', td.socket, { ...(v1.ipam as object), reserved: [{ entry: '10.51.0.20-10.51.0.25', group: 'db' }] });
     await addOk(v2, { containerId: 'three' });
     const after = await list('cfg');
     expect(after.conflicts).toEqual([]);
     expect(after.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', namespaces: null, size: '6', used: 2 }]);
     // v3 regroups it while in use: refused, reported, the old entry stays.
-    const v3 = netConf('cfg', td.socket, { ...(v1.ipam as object), reserved: [{ entry: '10.51.0.20-10.51.0.25', group: 'web' }] });
+    const v3 = netconf('cfg', td.socket, { ...(v1.ipam as object), reserved: [{ entry: '10.51.0.20-10.51.0.25', group: 'web' }] });
     await addOk(v3, { containerId: 'four' });
     const regrouped = await list('cfg');
     expect(regrouped.entries).toEqual([{ entry: '10.51.0.20-10.51.0.25', group: 'db', note: null, source: 'config', namespaces: null, size: '6', used: 2 }]);
@@ -464,7 +464,7 @@ describe('rule 6: a reserved IP is free again as soon as its holder goes away', 
     td = await startTestDaemon();
   });
   const conf = () =>
-    netConf('rel', td.socket, {
+    netconf('rel', td.socket, {
       ranges: [[{ subnet: '10.60.0.0/24', rangeStart: '10.60.0.10', rangeEnd: '10.60.0.30' }]],
       reserved: [{ entry: '10.60.0.20-10.60.0.22', group: 'g' }],
     });
@@ -510,7 +510,7 @@ describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the
   it('agree for a network with a reserved group where some IPs are leased', async () => {
     // .10-.19: .12 and group g .15-.17 reserved; .10, .11, .13, .14, .18, .19 dynamic.
     const conf = () =>
-      netConf('agree', td.socket, {
+      netconf('agree', td.socket, {
         ranges: [[{ subnet: '10.22.0.0/24', rangeStart: '10.22.0.10', rangeEnd: '10.22.0.19' }]],
         reserved: ['10.22.0.12', { entry: '10.22.0.15-10.22.0.17', group: 'g' }],
       });
@@ -524,13 +524,13 @@ describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the
   });
 
   it('count an entry once even when it spans two ranges of the exhausted range set', async () => {
-    const v1 = netConf('split', td.socket, {
+    const v1 = netconf('split', td.socket, {
       ranges: [[{ subnet: '10.23.0.0/24', rangeStart: '10.23.0.10', rangeEnd: '10.23.0.40' }]],
       reserved: [{ entry: '10.23.0.18-10.23.0.25', group: 'db' }],
     });
     expect(await addOk(v1, { containerId: 'db', args: { RESERVOIR_GROUP: 'db' } })).toEqual(['10.23.0.18']);
     // v2 splits the range at .20/.21 and drops the entry; it stays reserved while .18 is in use.
-    const v2 = netConf('split', td.socket, {
+    const v2 = netconf('split', td.socket, {
       ranges: [
         [
           { subnet: '10.23.0.0/24', rangeStart: '10.23.0.10', rangeEnd: '10.23.0.20' },

@@ -1,7 +1,9 @@
 // App kinds: stateless apps lose their IP on DEL; stateful apps keep it, held by their identity,
 // across DEL/ADD with new containers and daemon restarts, until released or expired.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type TestDaemon, addErr, addOk, delOk, netConf, op, opErr, plugin, reservedStates, startTestDaemon, usageOf } from './support.js';
+import { usageOf } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, addErr, addOk, delOk, op, opErr, plugin, reservedStates, startTestDaemon } from './support.js';
 
 let td: TestDaemon;
 beforeEach(async () => {
@@ -14,7 +16,7 @@ afterEach(async () => {
 const pod = (namespace: string, name: string, extra: Record<string, string> = {}) => ({ K8S_POD_NAMESPACE: namespace, K8S_POD_NAME: name, ...extra });
 
 function single(extra: Record<string, unknown> = {}) {
-  return netConf('one', td.socket, {
+  return netconf('one', td.socket, {
     ranges: [[{ subnet: '10.70.0.0/24', rangeStart: '10.70.0.10', rangeEnd: '10.70.0.40' }]],
     reserved: [{ entry: '10.70.0.30-10.70.0.34', group: 'db' }],
     ...extra,
@@ -22,7 +24,7 @@ function single(extra: Record<string, unknown> = {}) {
 }
 
 function dual(extra: Record<string, unknown> = {}) {
-  return netConf('dual', td.socket, {
+  return netconf('dual', td.socket, {
     ranges: [
       [{ subnet: '10.80.0.0/24', rangeStart: '10.80.0.10', rangeEnd: '10.80.0.40' }],
       [{ subnet: 'fd00:80::/64', rangeStart: 'fd00:80::10', rangeEnd: 'fd00:80::40' }],
@@ -127,7 +129,7 @@ describe('rule 9: stateless DEL frees; stateful DEL detaches and the identity ke
   });
 
   it('a held IP is never given to anyone else, however full the pool', async () => {
-    const conf = netConf('tiny', td.socket, { ranges: [[{ subnet: '10.90.0.0/24', rangeStart: '10.90.0.10', rangeEnd: '10.90.0.15' }]] });
+    const conf = netconf('tiny', td.socket, { ranges: [[{ subnet: '10.90.0.0/24', rangeStart: '10.90.0.10', rangeEnd: '10.90.0.15' }]] });
     await addOk(conf, { containerId: 'f0', args: pod('ns', 'f0') }); // .10
     await addOk(conf, { containerId: 'f1', args: pod('ns', 'f1') }); // .11
     const [held] = await addOk(conf, { containerId: 'keep', args: pod('ns', 'keeper', { RESERVOIR_KIND: 'stateful' }) }); // .12

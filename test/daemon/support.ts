@@ -1,78 +1,22 @@
-// Helpers for the daemon tests: a real reservoird (startDaemon) on a temp socket, temp SQLite file
-// and temp state dir, with an injectable clock; the plugin run in-process through runPlugin; the
-// operator routes called through the same client the CLI uses.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Daemon, type DaemonOptions, startDaemon } from '../../daemon/app.js';
+// Helpers for the daemon tests: an in-process reservoird (test/support/daemon.ts) with a clock the
+// test moves, no reclaim and no sweep; the plugin run in-process through runPlugin; the operator
+// routes called through the same client the CLI uses.
+import type { DaemonOptions } from '../../daemon/app.js';
 import { callDaemon } from '../../src/client.js';
 import { ReservoirError } from '../../src/errors.js';
 import { runPlugin } from '../../src/plugin.js';
 import type { RouteName } from '../../src/protocol.js';
+import { Clock, type InProcessDaemon, startInProcessDaemon } from '../support/daemon.js';
 
-export const START_TIME = 1_750_000_000_000;
-
-export class Clock {
-  constructor(public ms = START_TIME) {}
-  readonly now = (): number => this.ms;
-  advance(ms: number): void {
-    this.ms += ms;
-  }
-}
-
-export interface TestDaemon {
-  readonly dir: string;
-  readonly socket: string;
-  readonly dbPath: string;
-  readonly stateDir: string;
+export interface TestDaemon extends InProcessDaemon {
   readonly clock: Clock;
-  readonly daemon: Daemon;
-  /** Close and start again on the same database (a daemon restart). */
-  restart(): Promise<void>;
-  close(): Promise<void>;
 }
 
+/** A daemon on a frozen clock: fake netns paths are never reclaimed, holds expire only when a test says so. */
 export async function startTestDaemon(options: Partial<DaemonOptions> = {}): Promise<TestDaemon> {
-  const dir = mkdtempSync(join(tmpdir(), 'rsv-'));
   const clock = new Clock();
-  const base: DaemonOptions = {
-    socket: join(dir, 'run', 'r.sock'),
-    dbPath: join(dir, 'leases.db'),
-    stateDir: join(dir, 'state'),
-    now: clock.now,
-    // Fake netns paths must not be reclaimed, and holds expire only when a test says so.
-    reclaimGraceMs: 0,
-    sweepIntervalMs: 3_600_000,
-    ...options,
-  };
-  let daemon = await startDaemon(base);
-  let closed = false;
-  const td: TestDaemon = {
-    dir,
-    socket: base.socket,
-    dbPath: base.dbPath,
-    stateDir: base.stateDir,
-    clock,
-    get daemon() {
-      return daemon;
-    },
-    async restart() {
-      await daemon.close();
-      daemon = await startDaemon(base);
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await daemon.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  return td;
-}
-
-/** A network configuration as the runtime hands it to the plugin. */
-export function netConf(name: string, socket: string, ipam: Record<string, unknown>): Record<string, unknown> {
-  return { cniVersion: '1.1.0', name, type: 'bridge', ipam: { type: 'reservoir', socket, timeout: '30s', ...ipam } };
+  const daemon = await startInProcessDaemon('daemon', { now: clock.now, reclaimGraceMs: 0, sweepIntervalMs: 3_600_000, ...options });
+  return Object.assign(daemon, { clock });
 }
 
 export interface Invoke {
@@ -168,11 +112,6 @@ export function ipv4Range(prefix: string, from: number, to: number): string[] {
 export async function reservedStates(socket: string, network: string, state?: 'free' | 'used'): Promise<Map<string, any>> {
   const list = await op(socket, 'reservedList', { params: { network }, query: { state } });
   return new Map((list.ips as Array<{ ip: string }>).map((ip) => [ip.ip, ip]));
-}
-
-export async function usageOf(socket: string, network: string): Promise<any> {
-  const { networks } = await op(socket, 'usage', { query: { network } });
-  return networks[0];
 }
 
 export async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {

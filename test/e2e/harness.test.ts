@@ -2,9 +2,10 @@
 // bridge/macvlan + host-local plugins. Does not involve reservoir itself.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Cleanup } from '../support/cleanup.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 import {
-  Cleanup,
   addAddress,
   assertPing,
   createBridge,
@@ -12,21 +13,18 @@ import {
   createVethPair,
   getIPv4Cidrs,
   linkExists,
+  deleteLinkAtCleanup,
   listNetns,
-  makeTempDir,
   netnsExists,
   pickFreeSubnet24,
   randomSuffix,
-  requirePrereqs,
   runCni,
   uniqueName,
   writeConflist,
   type Netns,
-} from './netns.js';
+} from '../support/netns.js';
 
 const TIMEOUT = 60_000;
-
-const skipBridge = requirePrereqs(['root', 'netns', 'harness', 'bridge', 'host-local', 'ping']);
 
 /** Host-local stores one file per allocated IP under DATADIR/NETNAME/. */
 function hostLocalIPs(dataDir: string, netName: string): string[] {
@@ -35,7 +33,7 @@ function hostLocalIPs(dataDir: string, netName: string): string[] {
   return readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
 }
 
-describe.skipIf(!!skipBridge)('harness self-test: bridge + host-local', { timeout: TIMEOUT }, () => {
+describeWithPrereqs('harness self-test: bridge + host-local', ['root', 'netns', 'harness', 'bridge', 'host-local', 'ping'], () => {
   const cleanup = new Cleanup();
   const run = randomSuffix(4);
   const bridge = uniqueName('rsvbr');
@@ -59,8 +57,8 @@ describe.skipIf(!!skipBridge)('harness self-test: bridge + host-local', { timeou
     nsA = createNetns(cleanup);
     nsB = createNetns(cleanup);
     createdNs.push(nsA.name, nsB.name);
-    cacheDir = makeTempDir(cleanup, 'rsv-cache-');
-    dataDir = makeTempDir(cleanup, 'rsv-data-');
+    cacheDir = cleanup.tempDir('cache');
+    dataDir = cleanup.tempDir('data');
     conf = writeConflist(
       {
         cniVersion: '1.0.0',
@@ -102,7 +100,7 @@ describe.skipIf(!!skipBridge)('harness self-test: bridge + host-local', { timeou
       // the bridge plugin creates a host-side veth; register it just in case DEL fails
       const hostVeth = res.interfaces!.find((i) => !i.sandbox && i.name !== bridge);
       expect(hostVeth).toBeDefined();
-      cleanup.addLink(hostVeth!.name);
+      deleteLinkAtCleanup(cleanup, hostVeth!.name);
       createdLinks.push(hostVeth!.name);
       expect(getIPv4Cidrs(ns.name, 'eth0')).toEqual([ip.address]);
       addrs[id] = ip.address.split('/')[0]!;
@@ -154,11 +152,9 @@ describe.skipIf(!!skipBridge)('harness self-test: bridge + host-local', { timeou
     expect(hostLocalIPs(dataDir, netName)).toEqual([]);
     for (const l of createdLinks.filter((l) => l !== bridge)) expect(linkExists(l)).toBe(false);
   });
-});
+}, { timeout: TIMEOUT });
 
-const skipMacvlan = requirePrereqs(['root', 'netns', 'harness', 'macvlan', 'host-local', 'ping']);
-
-describe.skipIf(!!skipMacvlan)('harness self-test: macvlan on a veth parent + host-local', { timeout: TIMEOUT }, () => {
+describeWithPrereqs('harness self-test: macvlan on a veth parent + host-local', ['root', 'netns', 'harness', 'macvlan', 'host-local', 'ping'], () => {
   const cleanup = new Cleanup();
   const run = randomSuffix(4);
   // host end (macvlan master) and peer end (moved into a "LAN" namespace)
@@ -186,8 +182,8 @@ describe.skipIf(!!skipMacvlan)('harness self-test: macvlan on a veth parent + ho
     createdNs.push(lan.name, nsA.name, nsB.name);
     createVethPair(parent, peer, cleanup, lan.name);
     addAddress(lan.name, peer, `${lanAddr}/24`);
-    cacheDir = makeTempDir(cleanup, 'rsv-cache-');
-    dataDir = makeTempDir(cleanup, 'rsv-data-');
+    cacheDir = cleanup.tempDir('cache');
+    dataDir = cleanup.tempDir('data');
     conf = writeConflist(
       {
         cniVersion: '1.0.0',
@@ -271,4 +267,4 @@ describe.skipIf(!!skipMacvlan)('harness self-test: macvlan on a veth parent + ho
     }
     expect(hostLocalIPs(dataDir, netName)).toEqual([]);
   });
-});
+}, { timeout: TIMEOUT });

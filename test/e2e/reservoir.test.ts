@@ -2,43 +2,43 @@
 // as the ipam of Debian's bridge and macvlan plugins, driven by the real libcni (test/harness),
 // against the packaged reservoird on a temp socket, inspected with the packaged reservoirctl.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cleanup } from '../support/cleanup.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { conflist } from '../support/netconf.js';
 import {
-  Cleanup,
   addAddress,
   assertPing,
   createBridge,
   createNetns,
   createVethPair,
+  deleteLinkAtCleanup,
   ip,
   linkExists,
   listNetns,
   netnsExists,
   randomSuffix,
-  requirePrereqs,
   runCni,
   uniqueName,
+  writeConflist,
   type CniResult,
   type CniRunOptions,
   type Netns,
-} from './netns.js';
+} from '../support/netns.js';
 import {
   type DualStackSubnet,
   type ReservoirEnv,
   globalCidrs,
   inSubnet,
   pickDualStackSubnet,
-  reservoirConflist,
   startReservoirEnv,
   waitForDad,
 } from './support.js';
-
-const skip = requirePrereqs(['root', 'netns', 'harness', 'bridge', 'macvlan', 'ping']);
 
 const TIMEOUT = 60_000;
 /** Packaging (when build/bin is stale) takes up to a minute or two on 2 cores. */
 const SETUP_TIMEOUT = 300_000;
 
-describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian plugins)', { timeout: TIMEOUT }, () => {
+describeWithPrereqs('reservoir e2e (packaged plugin + daemon, libcni, Debian plugins)', ['root', 'netns', 'harness', 'bridge', 'macvlan', 'ping'], () => {
   const cleanup = new Cleanup();
   const run = randomSuffix(4);
   const createdNs: string[] = [];
@@ -60,7 +60,7 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
   const trackHostVeth = (res: CniResult, br: string) => {
     for (const i of res.interfaces ?? []) {
       if (!i.sandbox && i.name !== br) {
-        cleanup.addLink(i.name);
+        deleteLinkAtCleanup(cleanup, i.name);
         createdLinks.push(i.name);
       }
     }
@@ -68,7 +68,7 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
   const addrOf = (cidr: string) => cidr.split('/')[0]!;
   const v4Of = (res: CniResult) => res.ips!.find((i) => !i.address.includes(':'))!;
   const v6Of = (res: CniResult) => res.ips!.find((i) => i.address.includes(':'));
-  const failMsg = (r: { error?: { msg: string }; stderr: string }) => `${r.error?.msg ?? ''}\n${r.stderr}\n--- reservoird log:\n${env.daemon.log()}`;
+  const failMsg = (r: { error?: { msg: string }; stderr: string }) => `${r.error?.msg ?? ''}\n${r.stderr}\n--- reservoird log:\n${env.daemon.log}`;
 
   beforeAll(async () => {
     const started = Date.now();
@@ -96,12 +96,10 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       net = pickDualStackSubnet();
       br = bridge();
       for (const x of ['a', 'b', 'c']) pods.push({ id: `rsv-${run}-br${x}`, ns: ns(), v4: '', v6: '' });
-      conf = reservoirConflist(cleanup, {
-        name: netName,
-        socket: env.socket,
-        plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false },
-        ipam: { ranges: [[{ subnet: net.v4 }], [{ subnet: net.v6 }]] },
-      });
+      conf = writeConflist(
+        conflist(netName, env.socket, { ranges: [[{ subnet: net.v4 }], [{ subnet: net.v6 }]] }, { cniVersion: '1.0.0', plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false } }),
+        cleanup,
+      );
     });
 
     it('ADD gives each namespace one IPv4 and one IPv6 address from the ranges', async () => {
@@ -194,12 +192,10 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       // the "LAN" side holds the gateway addresses (.1 / ::1 are reservoir's default gateways)
       addAddress(lan.name, peer, `${net.v4Prefix}.1/24`);
       addAddress(lan.name, peer, `${net.v6Prefix}1/64`);
-      conf = reservoirConflist(cleanup, {
-        name: netName,
-        socket: env.socket,
-        plugin: { type: 'macvlan', master: parent, mode: 'bridge' },
-        ipam: { ranges: [[{ subnet: net.v4, rangeStart: `${net.v4Prefix}.10` }], [{ subnet: net.v6 }]] },
-      });
+      conf = writeConflist(
+        conflist(netName, env.socket, { ranges: [[{ subnet: net.v4, rangeStart: `${net.v4Prefix}.10` }], [{ subnet: net.v6 }]] }, { cniVersion: '1.0.0', plugin: { type: 'macvlan', master: parent, mode: 'bridge' } }),
+        cleanup,
+      );
     });
 
     it('ADD gives each macvlan endpoint its addresses', async () => {
@@ -264,12 +260,10 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       net = pickDualStackSubnet();
       br = bridge();
       for (let i = 0; i < N; i++) pods.push({ id: `rsv-${run}-cc${i}`, ns: ns(), ip: '' });
-      conf = reservoirConflist(cleanup, {
-        name: netName,
-        socket: env.socket,
-        plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false },
-        ipam: { ranges: [[{ subnet: net.v4 }]] },
-      });
+      conf = writeConflist(
+        conflist(netName, env.socket, { ranges: [[{ subnet: net.v4 }]] }, { cniVersion: '1.0.0', plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false } }),
+        cleanup,
+      );
     });
 
     it('30 namespaces ADDed at once get 30 distinct IPs, all visible as leases', async () => {
@@ -325,18 +319,16 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       [ns1, ns2, ns3, ns4] = [ns(), ns(), ns(), ns()];
       entry = `${net.v4Prefix}.2-${net.v4Prefix}.9`;
       wanted = `${net.v4Prefix}.5`;
-      conf = reservoirConflist(cleanup, {
-        name: netName,
-        socket: env.socket,
-        plugin: {
+      conf = writeConflist(
+        conflist(netName, env.socket, { ranges: [[{ subnet: net.v4 }]], reserved: [{ entry, group: 'db', note: 'e2e' }] }, { cniVersion: '1.0.0', plugin: {
           type: 'bridge',
           bridge: br,
           isGateway: true,
           ipMasq: false,
           capabilities: { ips: true, 'io.kubernetes.cri.pod-annotations': true },
-        },
-        ipam: { ranges: [[{ subnet: net.v4 }]], reserved: [{ entry, group: 'db', note: 'e2e' }] },
-      });
+        } }),
+        cleanup,
+      );
     });
 
     const isReserved = (addr: string) => {
@@ -455,12 +447,10 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       net = pickDualStackSubnet();
       br = bridge();
       [nsA, nsB] = [ns(), ns()];
-      conf = reservoirConflist(cleanup, {
-        name: netName,
-        socket: env.socket,
-        plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false },
-        ipam: { ranges: [[{ subnet: net.v4 }]] },
-      });
+      conf = writeConflist(
+        conflist(netName, env.socket, { ranges: [[{ subnet: net.v4 }]] }, { cniVersion: '1.0.0', plugin: { type: 'bridge', bridge: br, isGateway: true, ipMasq: false } }),
+        cleanup,
+      );
     });
 
     it('ADD; release is refused while attached', async () => {
@@ -523,5 +513,5 @@ describe.skipIf(!!skip)('reservoir e2e (packaged plugin + daemon, libcni, Debian
       expect(env.ctl(['release', netName, app]).status).toBe(1);
     });
   });
-});
+}, { timeout: TIMEOUT });
 

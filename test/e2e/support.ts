@@ -1,30 +1,19 @@
 // E2E support for the PACKAGED reservoir executables (build/bin/*): packaging when stale, a
-// private snapshot of the executables, reservoird as a child process on a temp socket, the
-// reservoirctl CLI, random dual-stack subnets, conflists and IPv6 address state.
+// private snapshot of the executables, the packaged reservoird (test/support/daemon.ts) on a temp
+// socket, the reservoirctl CLI, random dual-stack subnets and IPv6 address state.
 //
-// Everything is registered with a Cleanup (see ./netns.ts) so it is removed even on failure.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// Everything is registered with a Cleanup (test/support/cleanup.ts) so it is removed even on failure.
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { request } from 'node:http';
+import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
-import { CNI_PLUGIN_DIR, type Cleanup, REPO_ROOT, ip, makeTempDir, writeConflist } from './netns.js';
+import { ROOT as REPO_ROOT } from '../support/build.js';
+import type { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess } from '../support/daemon.js';
+import { CNI_PLUGIN_DIR, ip } from '../support/netns.js';
+import { removeDir, tempDir } from '../support/tmp.js';
 
 // ---------------------------------------------------------------------------
 // Packaging
@@ -80,11 +69,11 @@ function pidAlive(pid: number): boolean {
  */
 export function binariesProblem(dir: string): string | undefined {
   // a scratch cwd: a stand-in may create files named after its arguments
-  const cwd = mkdtempSync(join(tmpdir(), 'rsv-probe-'));
+  const cwd = tempDir('probe');
   try {
     return probeAll(dir, cwd);
   } finally {
-    rmSync(cwd, { recursive: true, force: true });
+    removeDir(cwd);
   }
 }
 
@@ -176,108 +165,6 @@ export function snapshotBinaries(dir: string): string {
 }
 
 // ---------------------------------------------------------------------------
-// reservoird as a child process
-
-function healthOnce(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath: socket, method: 'GET', path: '/v1/health', headers: { connection: 'close' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-      res.on('error', () => resolve(false));
-    });
-    req.setTimeout(1_000, () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
-
-const liveDaemons = new Set<ChildProcess>();
-let daemonExitHook = false;
-
-export class Reservoird {
-  readonly socket: string;
-  readonly stateDir: string;
-  readonly logFile: string;
-  private child: ChildProcess | undefined;
-
-  constructor(
-    readonly bin: string,
-    readonly dir: string,
-  ) {
-    this.socket = join(dir, 'r.sock');
-    this.stateDir = join(dir, 'state');
-    this.logFile = join(dir, 'reservoird.log');
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  /** `reservoird --socket DIR/r.sock --state-dir DIR/state --cni-conf-dir ""`; waits for /v1/health. */
-  async start(timeoutMs = 20_000): Promise<void> {
-    if (this.child) throw new Error('reservoird already started');
-    const log = openSync(this.logFile, 'a');
-    const child = spawn(join(this.bin, 'reservoird'), ['--socket', this.socket, '--state-dir', this.stateDir, '--cni-conf-dir', ''], {
-      cwd: this.dir,
-      stdio: ['ignore', log, log],
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
-    });
-    closeSync(log);
-    this.child = child;
-    liveDaemons.add(child);
-    if (!daemonExitHook) {
-      daemonExitHook = true;
-      process.on('exit', () => {
-        for (const c of liveDaemons) c.kill('SIGKILL');
-      });
-    }
-    let exited: string | undefined;
-    child.once('exit', (code, signal) => {
-      exited = `code ${code}, signal ${signal}`;
-      liveDaemons.delete(child);
-    });
-    child.once('error', (err) => {
-      exited = err.message;
-    });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (exited) throw new Error(`reservoird exited during start (${exited}):\n${this.log()}`);
-      if (await healthOnce(this.socket)) return;
-      if (Date.now() > deadline) {
-        await this.stop();
-        throw new Error(`reservoird did not answer /v1/health within ${timeoutMs} ms:\n${this.log()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** SIGTERM, SIGKILL after 5 s; resolves when it has exited. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      child.once('exit', () => {
-        clearTimeout(force);
-        liveDaemons.delete(child);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
-  }
-
-  /** The daemon's log so far (last `maxChars`). */
-  log(maxChars = 4_000): string {
-    try {
-      return readFileSync(this.logFile, 'utf8').slice(-maxChars);
-    } catch {
-      return '';
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
 // reservoirctl
 
 export interface CtlRun {
@@ -317,7 +204,7 @@ export interface Lease {
 export interface ReservoirEnv {
   dir: string;
   bin: string;
-  daemon: Reservoird;
+  daemon: DaemonProcess;
   socket: string;
   /** CNI_PATH entries: a dir with `reservoir` -> the packaged plugin, then /usr/lib/cni. */
   cniPath: string[];
@@ -330,7 +217,8 @@ export interface ReservoirEnv {
 /** Package if needed, snapshot, start reservoird; everything registered with cleanup. */
 export async function startReservoirEnv(cleanup: Cleanup): Promise<ReservoirEnv & { packaging: string }> {
   let packaging = ensurePackaged();
-  const dir = makeTempDir(cleanup, 'rsv-e2e-');
+  // on the disk that holds build/bin, so that the snapshot hardlinks instead of copying ~380 MB
+  const dir = cleanup.tempDir('e2e', tmpdir());
   let bin = snapshotBinaries(dir);
   // build/bin may have been replaced between the check and the snapshot (someone packaging)
   const problem = binariesProblem(bin);
@@ -348,9 +236,12 @@ export async function startReservoirEnv(cleanup: Cleanup): Promise<ReservoirEnv 
   symlinkSync(join(bin, 'reservoir'), join(pluginDir, 'reservoir'));
   const cacheDir = join(dir, 'cache');
   mkdirSync(cacheDir);
-  const daemon = new Reservoird(bin, dir);
-  cleanup.add(() => daemon.stop(), 'stop reservoird');
-  await daemon.start();
+  // the daemon's own defaults (log level, reclaim grace), as installed: these namespaces are real
+  const daemon = await DaemonProcess.start(
+    { executable: join(bin, 'reservoird'), socket: join(dir, 'r.sock'), stateDir: join(dir, 'state'), cwd: dir, logLevel: 'info', reclaimGrace: 'default' },
+    20_000,
+  );
+  cleanup.add('stop reservoird', () => daemon.stop('SIGTERM', 5_000));
   const ctl = (args: string[]) => reservoirctl(bin, daemon.socket, args);
   return {
     packaging,
@@ -485,28 +376,4 @@ export async function waitForDad(ns: string | null, ifname: string, timeoutMs = 
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-// ---------------------------------------------------------------------------
-// Conflists
-
-export interface ReservoirIpam {
-  ranges: unknown;
-  reserved?: unknown;
-  [k: string]: unknown;
-}
-
-/** A conflist with one main plugin whose ipam is reservoir on SOCKET; written to a temp file. */
-export function reservoirConflist(
-  cleanup: Cleanup,
-  opts: { name: string; socket: string; plugin: Record<string, unknown>; ipam: ReservoirIpam; cniVersion?: string },
-): string {
-  return writeConflist(
-    {
-      cniVersion: opts.cniVersion ?? '1.0.0',
-      name: opts.name,
-      plugins: [{ ...opts.plugin, ipam: { type: 'reservoir', socket: opts.socket, ...opts.ipam } }],
-    },
-    cleanup,
-  );
 }

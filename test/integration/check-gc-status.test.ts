@@ -20,7 +20,7 @@ afterAll(async () => {
 let networks = 0;
 function setup(version: string, ranges: unknown = [[{ subnet: '10.50.0.0/24' }]], socket?: string) {
   const network = netName(`cgs${++networks}`, version);
-  const conf = (extra?: Record<string, unknown>) => netconf({ cniVersion: version, name: network, socket: socket ?? d.socket, ranges, extra });
+  const conf = (extra?: Record<string, unknown>) => netconf(network, socket ?? d.socket, { ranges }, { cniVersion: version, ...extra });
   return { network, conf };
 }
 

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callDaemon } from '../../src/client.js';
 import { bundlesReady } from '../support/build.js';
-import { ChildDaemon, type InProcessDaemon, ipsOf, leasesOf, startInProcessDaemon } from '../support/daemon.js';
+import { DaemonProcess, type InProcessDaemon, daemonPaths, ipsOf, leasesOf, startInProcessDaemon } from '../support/daemon.js';
 import { VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectError, expectOk, runPlugin } from '../support/plugin.js';
 import { containerId, removeDir, tempDir } from '../support/tmp.js';
@@ -43,7 +43,7 @@ describe('daemon down', () => {
     const socket = `${dir}/missing.sock`;
     const runs = await Promise.all(
       VERSIONS.map((version) =>
-        runPlugin({ command: 'ADD', containerId: containerId('down'), config: netconf({ cniVersion: version, name: netName('down', version), socket, ipam: { timeout: '1s' } }) }),
+        runPlugin({ command: 'ADD', containerId: containerId('down'), config: netconf(netName('down', version), socket, { timeout: '1s' }, { cniVersion: version }) }),
       ),
     );
     runs.forEach((run, i) => {
@@ -66,7 +66,7 @@ describe('daemon down', () => {
     try {
       const runs = await Promise.all(
         VERSIONS.map((version) =>
-          runPlugin({ command: 'ADD', containerId: containerId('mute'), config: netconf({ cniVersion: version, name: netName('mute', version), socket, ipam: { timeout: '1s' } }) }),
+          runPlugin({ command: 'ADD', containerId: containerId('mute'), config: netconf(netName('mute', version), socket, { timeout: '1s' }, { cniVersion: version }) }),
         ),
       );
       for (const run of runs) {
@@ -84,7 +84,7 @@ describe('daemon down', () => {
 
   it('a daemon stopped while the plugin runs: code 11, and no lease once it is back', async () => {
     const network = 'down-restart';
-    const conf = (version: string) => netconf({ cniVersion: version, name: network, socket: d.socket, ipam: { timeout: '1s' } });
+    const conf = (version: string) => netconf(network, d.socket, { timeout: '1s' }, { cniVersion: version });
     const ids = VERSIONS.map(() => containerId('back'));
     await d.stop();
     let runs;
@@ -107,20 +107,19 @@ describe('daemon down', () => {
   it('a hung daemon (SIGSTOP): code 11 within the timeout, and no lease once it resumes', async () => {
     const dir = tempDir('hung');
     dirs.push(dir);
-    const daemon = new ChildDaemon(dir);
-    await daemon.start();
+    const daemon = await DaemonProcess.start(daemonPaths(dir));
     try {
-      const conf = (version: string) => netconf({ cniVersion: version, name: netName('hung', version), socket: daemon.socket, ipam: { timeout: '1s' } });
+      const conf = (version: string) => netconf(netName('hung', version), daemon.socket, { timeout: '1s' }, { cniVersion: version });
       // register the networks first, so the only thing a late ADD could do is lease
       await Promise.all(VERSIONS.map((version) => runPlugin({ command: 'DEL', containerId: containerId('warm'), config: conf(version) }).then((run) => expectOk(run))));
       const ids = VERSIONS.map(() => containerId('hung'));
       const unitsBefore = await queuedUnits(daemon.socket);
-      daemon.signal('SIGSTOP');
+      daemon.kill('SIGSTOP');
       let runs;
       try {
         runs = await Promise.all(VERSIONS.map((version, i) => runPlugin({ command: 'ADD', containerId: ids[i], config: conf(version) })));
       } finally {
-        daemon.signal('SIGCONT');
+        daemon.kill('SIGCONT');
       }
       for (const run of runs) {
         expectError(run, 11, /did not answer within 1000 ms/);
@@ -134,7 +133,7 @@ describe('daemon down', () => {
       }
       await Promise.all(VERSIONS.map(async (version) => expect(await leasesOf(daemon.socket, netName('hung', version))).toEqual([])));
     } finally {
-      await daemon.stop('SIGTERM');
+      await daemon.stop();
     }
   });
 });
@@ -143,7 +142,7 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
   it('exhaustion: a full range gives code 100 saying what to do, and the failed ADD leases nothing', async () => {
     const network = netName('full', version);
     // /29: .1 is the gateway, .2-.6 are the 5 allocatable addresses
-    const conf = netconf({ cniVersion: version, name: network, socket: d.socket, ranges: [[{ subnet: '10.60.0.0/29' }]] });
+    const conf = netconf(network, d.socket, { ranges: [[{ subnet: '10.60.0.0/29' }]] }, { cniVersion: version });
     const fill = await Promise.all([1, 2, 3, 4, 5].map(() => runPlugin({ command: 'ADD', containerId: containerId('fill'), config: conf })));
     const taken = fill.map((run) => addressesOf(expectOk(run, 'object'))[0]).sort();
     expect(taken).toEqual(['10.60.0.2/29', '10.60.0.3/29', '10.60.0.4/29', '10.60.0.5/29', '10.60.0.6/29']);
@@ -162,12 +161,7 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
 
   it('range sets roll back together: a free IPv4 set and an exhausted IPv6 set lease nothing', async () => {
     const network = netName('rollback', version);
-    const conf = netconf({
-      cniVersion: version,
-      name: network,
-      socket: d.socket,
-      ranges: [[{ subnet: '10.61.0.0/24' }], [{ subnet: 'fd00:61::/64', rangeStart: 'fd00:61::10', rangeEnd: 'fd00:61::10' }]],
-    });
+    const conf = netconf(network, d.socket, { ranges: [[{ subnet: '10.61.0.0/24' }], [{ subnet: 'fd00:61::/64', rangeStart: 'fd00:61::10', rangeEnd: 'fd00:61::10' }]] }, { cniVersion: version });
     const first = containerId('first');
     expect(addressesOf(expectOk(await runPlugin({ command: 'ADD', containerId: first, config: conf }), 'object'))).toEqual([
       expect.stringMatching(/^10\.61\.0\.\d+\/24$/),

@@ -67,7 +67,7 @@ describe.concurrent('reservoird HTTP', () => {
   it('a malformed body: 400 with a CNI code', async () => {
     const socket = d.socket;
     const post = (body: string) => rawRequest({ socket, method: 'POST', path: '/v1/cni/add', body });
-    const valid = netconf({ cniVersion: '1.1.0', name: 'http-net', socket });
+    const valid = netconf('http-net', socket);
     const [notJson, array, noEnv, badEnv, configNotObject, badConfig, badEnvValue, missing] = await Promise.all([
       post('{"env": '),
       post('[]'),

@@ -30,7 +30,7 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
   let networks = 0;
   const setup = () => {
     const network = netName(`life${++networks}`, version);
-    const conf = () => netconf({ cniVersion: version, name: network, socket: d.socket, ranges: [[{ subnet: '10.20.0.0/24' }]] });
+    const conf = () => netconf(network, d.socket, { ranges: [[{ subnet: '10.20.0.0/24' }]] }, { cniVersion: version });
     const add = (id: string, ifname = 'eth0') => runPlugin({ command: 'ADD', containerId: id, ifname, config: conf() });
     const del = (id: string, ifname = 'eth0') => runPlugin({ command: 'DEL', containerId: id, ifname, config: conf() });
     return { network, conf, add, del };
@@ -102,7 +102,7 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
     const [unknownDel, unknownNet, added] = await Promise.all([
       del(unknown),
       // a network the daemon has never seen
-      runPlugin({ command: 'DEL', containerId: unknown, config: netconf({ cniVersion: version, name: `${network}-never`, socket: d.socket }) }),
+      runPlugin({ command: 'DEL', containerId: unknown, config: netconf(`${network}-never`, d.socket, {}, { cniVersion: version }) }),
       add(id),
     ]);
     expectOk(unknownDel);

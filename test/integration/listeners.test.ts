@@ -2,7 +2,7 @@
 // nothing can change a lease, from the network.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChildDaemon } from '../support/daemon.js';
+import { DaemonProcess, daemonPaths } from '../support/daemon.js';
 import { removeDir, tempDir } from '../support/tmp.js';
 
 /** Inodes of the sockets a process holds open. */
@@ -34,12 +34,11 @@ function inetSockets(pid: number, inodes: Set<string>): string[] {
 
 describe('reservoird listeners', () => {
   let dir: string;
-  let daemon: ChildDaemon;
+  let daemon: DaemonProcess;
 
   beforeAll(async () => {
     dir = tempDir('listeners');
-    daemon = new ChildDaemon(dir);
-    await daemon.start();
+    daemon = await DaemonProcess.start(daemonPaths(dir));
   });
 
   afterAll(async () => {
@@ -48,7 +47,7 @@ describe('reservoird listeners', () => {
   });
 
   it('holds its unix socket and no inet socket at all', () => {
-    const pid = daemon.pid!;
+    const pid = daemon.pid;
     const inodes = socketInodes(pid);
     expect(inodes.size).toBeGreaterThan(0);
     expect(inetSockets(pid, inodes)).toEqual([]);

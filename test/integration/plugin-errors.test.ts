@@ -38,7 +38,7 @@ describe.concurrent('VERSION', () => {
 
 // Every version gets every kind of error; the long lists of cases run once, under 1.1.0.
 describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
-  const conf = (extra?: Record<string, unknown>) => netconf({ cniVersion: version, name: netName('perr', version), socket: d.socket, extra });
+  const conf = (extra?: Record<string, unknown>) => netconf(netName('perr', version), d.socket, {}, { cniVersion: version, ...extra });
   const all = version === '1.1.0';
 
   it('invalid JSON on stdin: code 6', async () => {
@@ -117,13 +117,13 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
 
 describe.concurrent('cniVersion', () => {
   it.each(['0.5.0', '2.0.0', '1.1', 'latest'])('unsupported cniVersion %s: code 1 listing the supported ones', async (version) => {
-    const run = await runPlugin({ command: 'ADD', containerId: containerId('ver'), config: netconf({ cniVersion: version, name: 'perr-ver', socket: d.socket }) });
+    const run = await runPlugin({ command: 'ADD', containerId: containerId('ver'), config: netconf('perr-ver', d.socket, {}, { cniVersion: version }) });
     const error = expectError(run, 1, /not supported/);
     for (const supported of VERSIONS) expect(error.msg).toContain(supported);
   });
 
   it('a config without cniVersion is read as 0.1.0', async () => {
-    const config = netconf({ cniVersion: '0.1.0', name: 'perr-noversion', socket: d.socket });
+    const config = netconf('perr-noversion', d.socket, {}, { cniVersion: '0.1.0' });
     delete config.cniVersion;
     const result = expectOk(await runPlugin({ command: 'ADD', containerId: containerId('nov'), config }), 'object');
     expect(result.cniVersion).toBe('0.1.0');

@@ -28,7 +28,7 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
   let networks = 0;
   const setup = (ranges: unknown = [[{ subnet: '10.30.0.0/24' }]]) => {
     const network = netName(`req${++networks}`, version);
-    const conf = (extra?: Record<string, unknown>) => netconf({ cniVersion: version, name: network, socket: d.socket, ranges, extra });
+    const conf = (extra?: Record<string, unknown>) => netconf(network, d.socket, { ranges }, { cniVersion: version, ...extra });
     return { network, conf };
   };
 

@@ -2,19 +2,18 @@
 // --cni-conf-dir ""): leases survive a restart, after SIGTERM and after SIGKILL.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundlesReady } from '../support/build.js';
-import { ChildDaemon, ipsOf, leasesOf } from '../support/daemon.js';
+import { DaemonProcess, daemonPaths, ipsOf, leasesOf } from '../support/daemon.js';
 import { VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectOk, runPlugin } from '../support/plugin.js';
 import { containerId, removeDir, tempDir } from '../support/tmp.js';
 
 let dir: string;
-let daemon: ChildDaemon;
+let daemon: DaemonProcess;
 
 beforeAll(async () => {
   await bundlesReady();
   dir = tempDir('restart');
-  daemon = new ChildDaemon(dir);
-  await daemon.start();
+  daemon = await DaemonProcess.start(daemonPaths(dir));
 });
 afterAll(async () => {
   await daemon?.stop('SIGKILL');
@@ -29,12 +28,7 @@ function addressesOf(result: any): string[] {
 describe.each(['SIGTERM', 'SIGKILL'] as const)('after %s', (signal) => {
   it('a repeated ADD returns the same IPs and the leases endpoint still shows them, for every version', async () => {
     const conf = (version: string) =>
-      netconf({
-        cniVersion: version,
-        name: netName(`rs-${signal.toLowerCase()}`, version),
-        socket: daemon.socket,
-        ranges: [[{ subnet: '10.70.0.0/24' }], [{ subnet: 'fd00:70::/64' }]],
-      });
+      netconf(netName(`rs-${signal.toLowerCase()}`, version), daemon.socket, { ranges: [[{ subnet: '10.70.0.0/24' }], [{ subnet: 'fd00:70::/64' }]] }, { cniVersion: version });
     const ids = VERSIONS.map(() => containerId('keep'));
     const before = await Promise.all(VERSIONS.map((version, i) => runPlugin({ command: 'ADD', containerId: ids[i], config: conf(version) })));
     const addresses = before.map((run) => addressesOf(expectOk(run, 'object')));
@@ -47,7 +41,7 @@ describe.each(['SIGTERM', 'SIGKILL'] as const)('after %s', (signal) => {
     const ended = await daemon.stop(signal);
     if (signal === 'SIGTERM') expect(ended).toEqual({ code: 0, signal: null });
     else expect(ended).toEqual({ code: null, signal: 'SIGKILL' });
-    await daemon.start();
+    daemon = await DaemonProcess.start(daemonPaths(dir));
     expect(daemon.pid).not.toBe(pid);
 
     await Promise.all(

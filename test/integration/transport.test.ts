@@ -26,7 +26,7 @@ afterAll(async () => {
   removeDir(dir);
 });
 
-const conf = (socket = d.socket) => netconf({ cniVersion: '1.0.0', name: 'transport', socket, ranges: [[{ subnet: '10.21.0.0/24' }]] });
+const conf = (socket = d.socket) => netconf('transport', socket, { ranges: [[{ subnet: '10.21.0.0/24' }]] }, { cniVersion: '1.0.0' });
 
 describe.each([
   ['beside its native exchange', undefined, false],

@@ -9,20 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, type ServerDeps } from '../../daemon/server.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { MAX_BODY_BYTES } from '../../src/defaults.js';
-import {
-  Cleanup,
-  DaemonProcess,
-  NODE,
-  api,
-  bundles,
-  cniErrorProblems,
-  describeWithPrereqs,
-  health,
-  netConf,
-  runDaemonToExit,
-  runPluginProcess,
-  sleep,
-} from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, health, NODE, runDaemonToExit, sleep } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { netconf } from '../support/netconf.js';
+import { api, cniErrorProblems, runPluginProcess } from './support.js';
 
 const KNOWN_CODES = new Set<number>(Object.values(ErrorCodes).map((c) => c.code));
 const HTTP_OF = new Map<number, number>(Object.values(ErrorCodes).map((c) => [c.code, c.http]));
@@ -41,13 +33,13 @@ let socket: string;
 let daemon: DaemonProcess;
 
 beforeAll(async () => {
-  await bundles();
-  root = cleanup.tempDir('rsv-api-');
+  await bundlesReady();
+  root = cleanup.tempDir('api');
   chmodSync(root, 0o755); // so that only the daemon's own modes keep other users out
   socket = join(root, 'run', 'reservoir.sock');
   daemon = await DaemonProcess.start({ socket, stateDir: join(root, 'state') });
   cleanup.add('stop daemon', () => daemon.stop());
-  const add = await runPluginProcess({ env: addEnv('api-seed'), stdin: JSON.stringify(netConf('apinet', socket)) });
+  const add = await runPluginProcess({ env: addEnv('api-seed'), stdin: JSON.stringify(netconf('apinet', socket)) });
   expect(add.code, add.stdout + add.stderr).toBe(0);
 }, 60_000);
 
@@ -187,7 +179,7 @@ describe('daemon API hardening', () => {
   });
 
   it('validates the input of every endpoint (bad types -> 400 with a CNI code)', async () => {
-    const conf = netConf('apinet', socket);
+    const conf = netconf('apinet', socket);
     const env = addEnv('api-v');
     const bad: Array<[string, string, unknown]> = [];
     for (const route of ['add', 'del', 'check', 'gc', 'status']) {
@@ -342,7 +334,7 @@ describeWithPrereqs('who gets in', ['root', 'setpriv'], () => {
   });
 
   it('another user gets code 11 "permission denied"; a member of --socket-group gets in', async () => {
-    const r = await runPluginProcess({ env: addEnv('nobody-1'), stdin: JSON.stringify(netConf('apinet', socket)), asNobody: true, killAfterMs: 10_000 });
+    const r = await runPluginProcess({ env: addEnv('nobody-1'), stdin: JSON.stringify(netconf('apinet', socket)), asNobody: true, killAfterMs: 10_000 });
     expect(r.timedOut).toBe(false);
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(cniErrorProblems(r.json, KNOWN_CODES)).toEqual([]);
@@ -358,12 +350,12 @@ describeWithPrereqs('who gets in', ['root', 'setpriv'], () => {
     expect(statSync(gsock).gid).toBe(gid);
     const member = await runPluginProcess({
       env: addEnv('grp-1'),
-      stdin: JSON.stringify(netConf('grpnet', gsock)),
+      stdin: JSON.stringify(netconf('grpnet', gsock)),
       asNobody: true,
       nobodyGroups: [gid],
     });
     expect(member.code, member.stdout + member.stderr).toBe(0);
-    const outsider = await runPluginProcess({ env: addEnv('grp-2'), stdin: JSON.stringify(netConf('grpnet', gsock)), asNobody: true });
+    const outsider = await runPluginProcess({ env: addEnv('grp-2'), stdin: JSON.stringify(netconf('grpnet', gsock)), asNobody: true });
     expect(outsider.json?.code, outsider.stdout).toBe(11);
     expect(outsider.json.msg).toMatch(/permission denied/i);
     await g.stop();
@@ -398,7 +390,7 @@ describeWithPrereqs('who gets in', ['root', 'setpriv'], () => {
     expect(daemon.alive).toBe(true);
     expect(statSync(socket).ino).toBe(before);
     expect((await health(socket)).pid).toBe(daemon.pid);
-    const add = await runPluginProcess({ env: addEnv('after-second'), stdin: JSON.stringify(netConf('apinet', socket)) });
+    const add = await runPluginProcess({ env: addEnv('after-second'), stdin: JSON.stringify(netconf('apinet', socket)) });
     expect(add.code, add.stdout).toBe(0);
   }, 30_000);
 

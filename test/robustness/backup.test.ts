@@ -7,7 +7,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteOptions } from '../../daemon/native-addon.js';
 import { SCHEMA_VERSION } from '../../daemon/sqlite-store.js';
 import { runPlugin } from '../../src/plugin.js';
-import { Cleanup, DaemonProcess, api, bundles, getLeases, netConf, sleep } from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
+import { api } from './support.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run(), 60_000);
@@ -38,14 +42,14 @@ function hexToIpv4(hex: string): string {
 
 describe('backup and restore under load', () => {
   it('streams a consistent copy during concurrent ADDs; a restore gives back the leases at backup time', async () => {
-    await bundles();
-    const dir = cleanup.tempDir('rsv-backup-');
+    await bundlesReady();
+    const dir = cleanup.tempDir('backup');
     const socket = join(dir, 'run', 'r.sock');
     const stateDir = join(dir, 'state');
     const dbPath = join(stateDir, 'reservoir.db');
     let daemon = await DaemonProcess.start({ socket, stateDir });
     cleanup.add('stop backup daemon', () => daemon.stop());
-    const conf = JSON.stringify(netConf('bk', socket, { timeout: '10s', ranges: [[{ subnet: '10.210.0.0/16' }]] }));
+    const conf = JSON.stringify(netconf('bk', socket, { timeout: '10s', ranges: [[{ subnet: '10.210.0.0/16' }]] }));
 
     // a store worth copying: 1,500 leases
     for (let i = 0; i < 1_500; i += 50) {
@@ -109,7 +113,7 @@ describe('backup and restore under load', () => {
     rmSync(`${dbPath}-wal`, { force: true });
     rmSync(`${dbPath}-shm`, { force: true });
     daemon = await DaemonProcess.start({ socket, stateDir });
-    const restored = await getLeases(socket, 'bk');
+    const restored = await leasesOf(socket, 'bk');
     expect(new Map(restored.map((l) => [l.containerId!, l.ip]))).toEqual(inBackup);
     // and the restored store allocates around what it holds
     const after = await add(conf, 'after-restore');

@@ -12,19 +12,12 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Cleanup,
-  DaemonProcess,
-  Rng,
-  SOAK,
-  bundles,
-  getLeases,
-  netConf,
-  runPluginProcess,
-  seedFrom,
-  sleep,
-  type PluginRun,
-} from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, SupervisedDaemon, leasesOf, sleep } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
+import { Rng } from '../support/random.js';
+import { SOAK, runPluginProcess, seedFrom, type PluginRun } from './support.js';
 
 const ROUNDS = Number(process.env.RESERVOIR_CRASH_ROUNDS ?? (SOAK ? 24 : 4));
 const REQUESTS = Number(process.env.RESERVOIR_CRASH_REQUESTS ?? (SOAK ? 2_400 : 300));
@@ -61,11 +54,11 @@ describe('crash safety under random SIGKILL', () => {
   let conf: string;
 
   beforeAll(async () => {
-    await bundles();
-    dir = cleanup.tempDir('rsv-crash-');
+    await bundlesReady();
+    dir = cleanup.tempDir('crash');
     socket = join(dir, 'run', 'r.sock');
     stateDir = join(dir, 'state');
-    conf = JSON.stringify(netConf('crashnet', socket, { timeout: `${PLUGIN_TIMEOUT_MS / 1000}s`, ranges: [[{ subnet: '10.200.0.0/16' }]] }));
+    conf = JSON.stringify(netconf('crashnet', socket, { timeout: `${PLUGIN_TIMEOUT_MS / 1000}s`, ranges: [[{ subnet: '10.200.0.0/16' }]] }));
   });
 
   it(`keeps every acknowledged lease across ${ROUNDS}+ SIGKILLs (${REQUESTS}+ requests)`, async () => {
@@ -78,50 +71,33 @@ describe('crash safety under random SIGKILL', () => {
     let rounds = 0;
     let requests = 0;
     let done = false;
-    let stopping = false;
-    let current: DaemonProcess | undefined;
-    const killedByUs = new WeakSet<DaemonProcess>();
-    let spawns = 0;
-
-    cleanup.add('stop crash daemon', async () => {
-      stopping = true;
-      done = true;
-      await current?.stop();
-    });
 
     // --- supervisor: restart within ~200 ms of every death --------------------------------
-    const supervisor = (async () => {
-      while (!stopping) {
-        const d = await DaemonProcess.spawn({ socket, stateDir });
-        spawns++;
-        current = d;
-        const exit = await d.exited;
-        if (!killedByUs.has(d) && !stopping) unexpected.push(`reservoird ${d.pid} died on its own (${JSON.stringify(exit)}): ${d.stderr.trim().slice(0, 2000)}`);
-        if (stopping) break;
-        await sleep(rng.int(...RESTART_DELAY_MS));
-      }
-    })();
+    const supervisor = new SupervisedDaemon({ socket, stateDir }, () => rng.int(...RESTART_DELAY_MS));
+    cleanup.add('stop crash daemon', async () => {
+      done = true;
+      await supervisor.stop();
+    });
 
     // --- killer: SIGKILL at random moments spread over the run (round k near request
     // k*REQUESTS/ROUNDS), now and then once more while the replacement is starting up ------------
     const killCurrent = async (d: DaemonProcess) => {
-      killedByUs.add(d);
       kills.push(performance.now());
-      d.kill('SIGKILL');
       rounds++;
-      await d.exited;
+      await supervisor.kill(d, 'SIGKILL');
     };
     const killer = (async () => {
       for (let k = 1; !done; k++) {
         const at = (k - 1 + 0.2 + rng.next() * 0.8) * (REQUESTS / ROUNDS);
-        while (!done && (requests < at || !current?.alive)) await sleep(5);
+        while (!done && (requests < at || !supervisor.current?.alive)) await sleep(5);
         if (done) break;
-        const victim = current!;
+        const victim = supervisor.current!;
         await killCurrent(victim);
         if (rng.chance(0.25)) {
-          while (!done && (current === victim || !current?.alive)) await sleep(2);
+          while (!done && (supervisor.current === victim || !supervisor.current?.alive)) await sleep(2);
           await sleep(rng.int(0, 120));
-          if (!done && current?.alive) await killCurrent(current);
+          const next = supervisor.current;
+          if (!done && next?.alive) await killCurrent(next);
         }
       }
     })();
@@ -188,23 +164,12 @@ describe('crash safety under random SIGKILL', () => {
     done = true;
     await killer;
     // the daemon is (re)started by the supervisor; wait until it serves
-    for (;;) {
-      const d = current;
-      if (d?.alive) {
-        try {
-          await d.ready(15_000);
-          if (d.alive) break;
-        } catch {
-          // killed between checks: the supervisor restarts it
-        }
-      }
-      await sleep(20);
-    }
+    await supervisor.serving();
     const runMs = performance.now() - started;
 
     // --- verification -------------------------------------------------------------------------
-    const problems: string[] = [...unexpected];
-    const leases = (await getLeases(socket, 'crashnet')).filter((l) => l.network === 'crashnet');
+    const problems: string[] = [...supervisor.unexpectedDeaths, ...unexpected];
+    const leases = (await leasesOf(socket, 'crashnet')).filter((l) => l.network === 'crashnet');
     const byContainer = new Map(leases.map((l) => [l.containerId!, l]));
     const ipHolders = new Map<string, string[]>();
     for (const l of leases) ipHolders.set(l.ip, [...(ipHolders.get(l.ip) ?? []), l.containerId!]);
@@ -304,7 +269,7 @@ describe('crash safety under random SIGKILL', () => {
     const figures = {
       seed,
       rounds,
-      spawns,
+      spawns: supervisor.spawns,
       requests,
       runSeconds: Math.round(runMs / 100) / 10,
       leasesNow: leases.length,
@@ -334,9 +299,7 @@ describe('crash safety under random SIGKILL', () => {
     expect(duplicates + historicDuplicates).toBe(0);
     expect(leasesChecked).toBeGreaterThan(0);
 
-    stopping = true;
-    await current!.stop();
-    await supervisor;
+    await supervisor.stop();
   }, SOAK ? 900_000 : 240_000);
 
   it('a hung (SIGSTOPped) or absent daemon: every call ends with code 11 within the timeout; a late ADD leases nothing', async () => {
@@ -346,7 +309,7 @@ describe('crash safety under random SIGKILL', () => {
       if (d.alive) process.kill(d.pid, 'SIGCONT');
       await d.stop();
     });
-    const hungConf = JSON.stringify(netConf('hungnet', hungSocket, { timeout: `${PLUGIN_TIMEOUT_MS / 1000}s`, ranges: [[{ subnet: '10.201.0.0/16' }]] }));
+    const hungConf = JSON.stringify(netconf('hungnet', hungSocket, { timeout: `${PLUGIN_TIMEOUT_MS / 1000}s`, ranges: [[{ subnet: '10.201.0.0/16' }]] }));
     const burst = (prefix: string) =>
       Promise.all(
         Array.from({ length: CLIENTS }, (_, i) =>
@@ -380,7 +343,7 @@ describe('crash safety under random SIGKILL', () => {
     expect(Math.min(...hung.map((r) => r.ms))).toBeGreaterThanOrEqual(PLUGIN_TIMEOUT_MS - 100);
     // resumed, it finds 16 ADDs whose callers gave up: none may lease anything
     await sleep(1_000);
-    expect((await getLeases(hungSocket, 'hungnet')).filter((l) => l.containerId!.startsWith('hung-'))).toEqual([]);
+    expect((await leasesOf(hungSocket, 'hungnet')).filter((l) => l.containerId!.startsWith('hung-'))).toEqual([]);
 
     // dead, its socket file left behind (ECONNREFUSED); then no socket at all (ENOENT)
     d.kill('SIGKILL');

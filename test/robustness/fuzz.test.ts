@@ -12,7 +12,11 @@ import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { runPlugin } from '../../src/plugin.js';
-import { Cleanup, DaemonProcess, Rng, SOAK, bundles, cniErrorProblems, getLeases, health, runPluginProcess, seedFrom } from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, health, leasesOf } from '../support/daemon.js';
+import { Rng } from '../support/random.js';
+import { SOAK, cniErrorProblems, runPluginProcess, seedFrom } from './support.js';
 
 const TOTAL = Number(process.env.RESERVOIR_FUZZ_CASES ?? (SOAK ? 30_000 : 10_200));
 /** Cases run in groups of 10 (fresh, origins and their follow-ups); every 34th group as processes. */
@@ -518,8 +522,8 @@ describe('fuzzing the plugin against a real daemon', () => {
   let daemon: DaemonProcess;
 
   beforeAll(async () => {
-    await bundles();
-    const dir = cleanup.tempDir('rsv-fuzz-');
+    await bundlesReady();
+    const dir = cleanup.tempDir('fuzz');
     socket = join(dir, 'run', 'r.sock');
     daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state') });
     cleanup.add('stop fuzz daemon', () => daemon.stop());
@@ -529,10 +533,10 @@ describe('fuzzing the plugin against a real daemon', () => {
     console.log(`fuzz: seed ${seed}; reproduce a case with RESERVOIR_FUZZ_SEED=${seed} RESERVOIR_FUZZ_ONLY=<index>`);
     // reservoird holds its store exclusively: leases are read through its API. A lease can only be
     // in the network its config names, so that is where to look.
-    const leasesOf = async (network: unknown, container: string | undefined) =>
+    const leasesOfCase = async (network: unknown, container: string | undefined) =>
       typeof network !== 'string' || !network.isWellFormed() || container === undefined
         ? []
-        : (await getLeases(socket, network)).filter((l) => l.containerId === container);
+        : (await leasesOf(socket, network)).filter((l) => l.containerId === container);
     const keyOfText = (ip: string) => {
       const parsed = strictIp(ip)!;
       return `${parsed.family}:${keyOf(parsed.family, parsed.value)}`;
@@ -572,7 +576,7 @@ describe('fuzzing the plugin against a real daemon', () => {
       };
       const originOutcome = c.origin !== undefined ? await done.get(c.origin) : undefined;
       const container = c.env.CNI_CONTAINERID;
-      const snapshot = async () => (await leasesOf(c.config?.name, container)).map((l) => `${l.ifname}/${l.ip}`).sort();
+      const snapshot = async () => (await leasesOfCase(c.config?.name, container)).map((l) => `${l.ifname}/${l.ip}`).sort();
       // fresh and origin cases use container IDs of their own: only a follow-up finds leases before
       const before = c.command === 'ADD' && c.slot === 'follow-up' ? await snapshot() : [];
       const r = await runOne(c);
@@ -608,7 +612,7 @@ describe('fuzzing the plugin against a real daemon', () => {
         outcomes.set(`ok ${c.command}`, (outcomes.get(`ok ${c.command}`) ?? 0) + 1);
         const config = c.config;
         const ifname = c.env.CNI_IFNAME;
-        const mine = async () => (await leasesOf(config?.name, container)).filter((l) => l.ifname === ifname);
+        const mine = async () => (await leasesOfCase(config?.name, container)).filter((l) => l.ifname === ifname);
         switch (c.command) {
           case 'ADD': {
             if (!config) return fail('ADD succeeded on a stdin that is not a config');

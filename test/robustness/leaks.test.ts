@@ -5,7 +5,14 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { runPlugin } from '../../src/plugin.js';
-import { Cleanup, DaemonProcess, NETNS_DIR, bundles, describeWithPrereqs, getLeases, netConf, netnsAdd, netnsDel, randomSuffix, runPluginProcess, sleep, type LeaseView } from './support.js';
+import { type LeaseView } from '../../src/protocol.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { netconf } from '../support/netconf.js';
+import { NETNS_DIR, netnsAdd, netnsDel, randomSuffix } from '../support/netns.js';
+import { runPluginProcess } from './support.js';
 
 const GRACE_S = 1;
 /** The reconciler sweeps every max(1 s, grace/2); a lease goes after grace + one sweep. */
@@ -46,12 +53,12 @@ async function waitFor(what: string, check: () => Promise<boolean>, boundMs: num
 
 describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['root', 'netns'], () => {
   it('reclaims 200 containers whose netns vanished without DEL; live ones untouched', async () => {
-    await bundles();
-    const dir = cleanup.tempDir('rsv-leaks-');
+    await bundlesReady();
+    const dir = cleanup.tempDir('leaks');
     const socket = join(dir, 'run', 'r.sock');
     const daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state'), reclaimGrace: GRACE_S });
     cleanup.add('stop leaks daemon', () => daemon.stop());
-    const conf = JSON.stringify(netConf('leaky', socket, { timeout: '10s', ranges: [[{ subnet: '10.220.0.0/16' }]] }));
+    const conf = JSON.stringify(netconf('leaky', socket, { timeout: '10s', ranges: [[{ subnet: '10.220.0.0/16' }]] }));
 
     const dead = Array.from({ length: 200 }, (_, i) => `rsv-${run}-dead-${i}`);
     const live = Array.from({ length: 20 }, (_, i) => `rsv-${run}-live-${i}`);
@@ -67,31 +74,31 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
       ipOf.set(name, r.json.ips[0].address.split('/')[0]);
     }
     await inBatches([...live.slice(3), ...dead.slice(3)], 16, async (name) => ipOf.set(name, await addInProcess(conf, name, join(NETNS_DIR, name))));
-    expect((await getLeases(socket, 'leaky')).length).toBe(220);
+    expect((await leasesOf(socket, 'leaky')).length).toBe(220);
 
     // the containers die without DEL: their namespaces go
     netnsDel(dead);
     const tookMs = await waitFor(
       'every dead container reclaimed',
-      async () => (await getLeases(socket, 'leaky')).filter((l) => l.containerId!.includes('-dead-')).length === 0,
+      async () => (await leasesOf(socket, 'leaky')).filter((l) => l.containerId!.includes('-dead-')).length === 0,
       RECLAIM_BOUND_MS,
     );
     // two more sweeps: the live ones stay exactly as they were
     await sleep(2_500);
-    const leases = await getLeases(socket, 'leaky');
+    const leases = await leasesOf(socket, 'leaky');
     expect(leases.map((l) => `${l.containerId}=${l.ip}/${l.state}`).sort()).toEqual(live.map((n) => `${n}=${ipOf.get(n)}/attached`).sort());
     console.log(`leaks: 200 leases whose netns vanished reclaimed ${(tookMs / 1000).toFixed(1)} s after the netns went (grace ${GRACE_S} s); 20 live untouched`);
     expect(daemon.alive).toBe(true);
   }, 180_000);
 
   it('after a node reboot (all netns gone, daemon restarted): stateless leases reclaimed, stateful holds kept', async () => {
-    await bundles();
-    const dir = cleanup.tempDir('rsv-reboot-');
+    await bundlesReady();
+    const dir = cleanup.tempDir('reboot');
     const socket = join(dir, 'run', 'r.sock');
     const stateDir = join(dir, 'state');
     let daemon = await DaemonProcess.start({ socket, stateDir, reclaimGrace: GRACE_S });
     cleanup.add('stop reboot daemon', () => daemon.stop());
-    const conf = JSON.stringify(netConf('rebootnet', socket, { timeout: '10s', ranges: [[{ subnet: '10.221.0.0/16' }]] }));
+    const conf = JSON.stringify(netconf('rebootnet', socket, { timeout: '10s', ranges: [[{ subnet: '10.221.0.0/16' }]] }));
     const stateless = Array.from({ length: 60 }, (_, i) => `rsv-${run}-web-${i}`);
     const stateful = Array.from({ length: 20 }, (_, i) => `rsv-${run}-db-${i}`);
     netnsAdd(cleanup, [...stateless, ...stateful]);
@@ -103,7 +110,7 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
       16,
       async ([n, i]) => ipOf.set(n, await addInProcess(conf, n, join(NETNS_DIR, n), appArgs(i))),
     );
-    expect((await getLeases(socket, 'rebootnet')).length).toBe(80);
+    expect((await leasesOf(socket, 'rebootnet')).length).toBe(80);
 
     // the node goes down hard: daemon killed, every namespace gone; then it comes back
     daemon.kill('SIGKILL');
@@ -114,11 +121,11 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
     const byApp = (leases: readonly LeaseView[]) => new Map(leases.filter((l) => l.kind === 'stateful').map((l) => [l.app, l]));
     const tookMs = await waitFor(
       'stateless leases reclaimed after the reboot',
-      async () => (await getLeases(socket, 'rebootnet')).every((l) => l.kind === 'stateful' && l.state === 'held'),
+      async () => (await leasesOf(socket, 'rebootnet')).every((l) => l.kind === 'stateful' && l.state === 'held'),
       RECLAIM_BOUND_MS,
     );
     await sleep(2_500);
-    const leases = await getLeases(socket, 'rebootnet');
+    const leases = await leasesOf(socket, 'rebootnet');
     expect(leases.filter((l) => l.kind === 'stateless')).toEqual([]);
     const holds = byApp(leases);
     expect(holds.size).toBe(20);

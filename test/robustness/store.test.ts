@@ -7,23 +7,15 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqliteOptions } from '../../daemon/native-addon.js';
 import { MIGRATIONS, SCHEMA_VERSION, SqliteStore } from '../../daemon/sqlite-store.js';
-import {
-  Cleanup,
-  DaemonProcess,
-  Rng,
-  bundles,
-  describeWithPrereqs,
-  getLeases,
-  health,
-  mountExt4Image,
-  mountTmpfs,
-  netConf,
-  runDaemonToExit,
-  runPluginProcess,
-  seedFrom,
-  sha256File,
-  tryRun,
-} from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, health, leasesOf, runDaemonToExit } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { mountExt4Image, mountTmpfs } from '../support/mounts.js';
+import { netconf } from '../support/netconf.js';
+import { run } from '../support/netns.js';
+import { Rng } from '../support/random.js';
+import { runPluginProcess, seedFrom, sha256File } from './support.js';
 
 const STARTUP_BOUND_MS = 3_000; // the issue asks for < 1 s; generous for loaded CI machines
 const LEASES = 100_000;
@@ -32,8 +24,8 @@ const cleanup = new Cleanup();
 let root: string;
 
 beforeAll(async () => {
-  await bundles();
-  root = cleanup.tempDir('rsv-store-');
+  await bundlesReady();
+  root = cleanup.tempDir('store');
 }, 120_000);
 
 afterAll(() => cleanup.run(), 60_000);
@@ -63,7 +55,7 @@ function schemaOf(path: string): string[] {
 }
 
 /** Leases as "network container/ifname=ip kind state", sorted: what must survive, without ages. */
-function leaseKeys(leases: Awaited<ReturnType<typeof getLeases>>): string[] {
+function leaseKeys(leases: Awaited<ReturnType<typeof leasesOf>>): string[] {
   return leases.map((l) => `${l.network} ${l.containerId}/${l.ifname}=${l.ip} ${l.kind} ${l.state}`).sort();
 }
 
@@ -110,7 +102,7 @@ describe('start-up on a big store', () => {
     expect(h.leases).toBe(LEASES);
 
     // and it allocates past the 100,000-address run at once
-    const add = await runPluginProcess({ env: addEnv('after-big'), stdin: JSON.stringify(netConf('big', d.socket, { ranges: [[{ subnet: '10.64.0.0/12' }]] })) });
+    const add = await runPluginProcess({ env: addEnv('after-big'), stdin: JSON.stringify(netconf('big', d.socket, { ranges: [[{ subnet: '10.64.0.0/12' }]] })) });
     expect(add.code, add.stdout + add.stderr).toBe(0);
     expect(add.json.ips[0].address).toBe('10.65.134.162/12'); // 10.64.0.2 + 100,000
     await daemon.stop();
@@ -239,9 +231,9 @@ describe('migrations', () => {
       }
       const daemon = await DaemonProcess.start({ socket: d.socket, stateDir: d.stateDir });
       cleanup.add('stop migrate daemon', () => daemon.stop());
-      const add = await runPluginProcess({ env: addEnv(`m${version}`), stdin: JSON.stringify(netConf('mig', d.socket)) });
+      const add = await runPluginProcess({ env: addEnv(`m${version}`), stdin: JSON.stringify(netconf('mig', d.socket)) });
       expect(add.code, add.stdout + add.stderr).toBe(0);
-      expect(await getLeases(d.socket, 'mig')).toHaveLength(1);
+      expect(await leasesOf(d.socket, 'mig')).toHaveLength(1);
       await daemon.stop();
       const raw = openRaw(d.db, true);
       expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
@@ -253,7 +245,7 @@ describe('migrations', () => {
 });
 
 describeWithPrereqs('disk full and read-only store (tmpfs)', ['root', 'tmpfs'], () => {
-  const conf = (socket: string) => JSON.stringify(netConf('disk', socket));
+  const conf = (socket: string) => JSON.stringify(netconf('disk', socket));
   let d: ReturnType<typeof dirs>;
   let daemon: DaemonProcess;
   let filler: string;
@@ -270,7 +262,7 @@ describeWithPrereqs('disk full and read-only store (tmpfs)', ['root', 'tmpfs'], 
       const r = await runPluginProcess({ env: addEnv(`full-ok-${i}`), stdin: conf(d.socket) });
       expect(r.code, r.stdout).toBe(0);
     }
-    const before = await getLeases(d.socket, 'disk');
+    const before = await leasesOf(d.socket, 'disk');
     expect(before).toHaveLength(10);
 
     filler = join(d.stateDir, 'filler');
@@ -285,29 +277,29 @@ describeWithPrereqs('disk full and read-only store (tmpfs)', ['root', 'tmpfs'], 
     }
     console.log(`store: disk full -> code ${adds[0]!.json.code}: ${adds[0]!.json.msg}`);
     // reads still work while full
-    expect(leaseKeys(await getLeases(d.socket, 'disk'))).toEqual(leaseKeys(before));
+    expect(leaseKeys(await leasesOf(d.socket, 'disk'))).toEqual(leaseKeys(before));
 
     rmSync(filler);
     await daemon.stop();
     daemon = await DaemonProcess.start({ socket: d.socket, stateDir: d.stateDir });
-    const after = await getLeases(d.socket, 'disk');
+    const after = await leasesOf(d.socket, 'disk');
     expect(leaseKeys(after)).toEqual(leaseKeys(before));
     const again = await runPluginProcess({ env: addEnv('full-fail-0'), stdin: conf(d.socket) });
     expect(again.code, again.stdout).toBe(0);
   }, 120_000);
 
   it('read-only tmpfs: cannot be remounted under a running daemon; at start-up it is refused with a clear message', async () => {
-    const before = await getLeases(d.socket, 'disk');
+    const before = await leasesOf(d.socket, 'disk');
     // reservoird holds the store open for writing, and Linux refuses to remount a filesystem
     // read-only while files on it are open for writing (EBUSY). (The ext4 test below turns a
     // disk read-only under a running daemon the way the kernel does after I/O errors.)
-    const live = tryRun('mount', ['-o', 'remount,ro', d.stateDir]);
+    const live = run('mount', ['-o', 'remount,ro', d.stateDir]);
     if (live.status === 0) {
       try {
         const r = await runPluginProcess({ env: addEnv('ro-live'), stdin: conf(d.socket) });
         expect(r.json?.code, r.stdout).toBe(113);
       } finally {
-        tryRun('mount', ['-o', 'remount,rw', d.stateDir]);
+        run('mount', ['-o', 'remount,rw', d.stateDir]);
       }
     } else {
       console.log(`store: remount,ro with reservoird running refused: ${live.stderr.trim().split('\n')[0]}`);
@@ -317,7 +309,7 @@ describeWithPrereqs('disk full and read-only store (tmpfs)', ['root', 'tmpfs'], 
     // the plugin meanwhile answers 11 (daemon unreachable)
     await daemon.stop();
     const sha = sha256File(d.db);
-    expect(tryRun('mount', ['-o', 'remount,ro', d.stateDir]).status).toBe(0);
+    expect(run('mount', ['-o', 'remount,ro', d.stateDir]).status).toBe(0);
     try {
       const r = await runDaemonToExit({ socket: d.socket, stateDir: d.stateDir }, 15_000);
       expect(r.timedOut).toBe(false);
@@ -330,10 +322,10 @@ describeWithPrereqs('disk full and read-only store (tmpfs)', ['root', 'tmpfs'], 
       expect(add.json?.code, add.stdout).toBe(11);
       expect(sha256File(d.db)).toBe(sha);
     } finally {
-      tryRun('mount', ['-o', 'remount,rw', d.stateDir]);
+      run('mount', ['-o', 'remount,rw', d.stateDir]);
     }
     daemon = await DaemonProcess.start({ socket: d.socket, stateDir: d.stateDir });
-    expect(leaseKeys(await getLeases(d.socket, 'disk'))).toEqual(leaseKeys(before));
+    expect(leaseKeys(await leasesOf(d.socket, 'disk'))).toEqual(leaseKeys(before));
   }, 120_000);
 });
 
@@ -344,12 +336,12 @@ describeWithPrereqs('a disk that turns read-only under a running daemon (ext4, e
     const mount = mountExt4Image(cleanup, image, d.stateDir, 16);
     let daemon = await DaemonProcess.start({ socket: d.socket, stateDir: d.stateDir });
     cleanup.add('stop ext4 daemon', () => daemon.stop());
-    const conf = JSON.stringify(netConf('ext4net', d.socket));
+    const conf = JSON.stringify(netconf('ext4net', d.socket));
     for (let i = 0; i < 10; i++) {
       const r = await runPluginProcess({ env: addEnv(`ext4-ok-${i}`), stdin: conf });
       expect(r.code, r.stdout).toBe(0);
     }
-    const before = await getLeases(d.socket, 'ext4net');
+    const before = await leasesOf(d.socket, 'ext4net');
 
     mount.triggerError(); // what ext4 does on an I/O error: remount read-only, files stay open
     expect(mount.options()).toMatch(/(^|,)(ro|emergency_ro)(,|$)/);
@@ -362,14 +354,14 @@ describeWithPrereqs('a disk that turns read-only under a running daemon (ext4, e
       expect(r.json.msg).toContain(d.db);
     }
     console.log(`store: disk turned read-only under reservoird -> code ${add.json.code}: ${add.json.msg}`);
-    expect(leaseKeys(await getLeases(d.socket, 'ext4net'))).toEqual(leaseKeys(before));
+    expect(leaseKeys(await leasesOf(d.socket, 'ext4net'))).toEqual(leaseKeys(before));
     expect((await health(d.socket)).pid).toBe(daemon.pid);
 
     // repaired and mounted again: exactly the leases acknowledged before
     await daemon.stop();
     mount.repairAndRemount();
     daemon = await DaemonProcess.start({ socket: d.socket, stateDir: d.stateDir });
-    expect(leaseKeys(await getLeases(d.socket, 'ext4net'))).toEqual(leaseKeys(before));
+    expect(leaseKeys(await leasesOf(d.socket, 'ext4net'))).toEqual(leaseKeys(before));
     const again = await runPluginProcess({ env: addEnv('ext4-fail'), stdin: conf });
     expect(again.code, again.stdout).toBe(0);
     await daemon.stop();

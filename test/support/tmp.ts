@@ -1,12 +1,13 @@
 // Temporary directories for tests: short paths (a unix socket path holds at most 107 bytes),
-// removed by the caller in afterAll. On /dev/shm when writable, else os.tmpdir().
+// removed by the caller (Cleanup.tempDir, or removeDir in afterAll). On /dev/shm when writable,
+// else os.tmpdir().
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 /** tmpfs when there is one: SQLite's fsync per commit costs tens of ms on a real disk. */
-function baseDir(): string {
+function fastBase(): string {
   try {
     accessSync('/dev/shm', constants.W_OK);
     return '/dev/shm';
@@ -15,8 +16,9 @@ function baseDir(): string {
   }
 }
 
-export function tempDir(label: string): string {
-  return mkdtempSync(join(baseDir(), `rsv-${label}-`));
+/** A fresh "rsv-LABEL-XXXXXX" directory on tmpfs, or under `base` (e.g. a disk, for hardlinks to build/). */
+export function tempDir(label: string, base = fastBase()): string {
+  return mkdtempSync(join(base, `rsv-${label}-`));
 }
 
 export function removeDir(dir: string | undefined): void {

@@ -1,22 +1,20 @@
-// E2E helpers: network namespaces, links, cleanup, and the cnirun harness
-// (test/harness/cnirun.go, a libcni-based mini runtime).
+// Network namespaces, links, addresses, ping and the cnirun harness (test/harness/cnirun.go, a
+// libcni-based mini runtime), for the e2e and robustness tests and the benchmark's storm.
 //
-// Everything that touches the host creates uniquely named objects
-// ("rsv-xxxx" namespaces, "rsv..."-style links) and registers them with a
-// Cleanup so they are removed even when a test fails. Never pass names of
-// pre-existing host interfaces to the delete helpers.
+// Everything that touches the host creates uniquely named objects ("rsv-xxxx" namespaces,
+// "rsv..."-style links) and registers them with a Cleanup (./cleanup.ts) so they are removed even
+// when a test fails. Never pass names of pre-existing host interfaces to the delete helpers.
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../../scripts/build.mjs';
+import type { Cleanup } from './cleanup.js';
 
 // ---------------------------------------------------------------------------
 // Paths and constants
 
-export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const HARNESS_DIR: string = join(REPO_ROOT, 'test', 'harness');
+export const HARNESS_DIR: string = join(ROOT, 'test', 'harness');
 export const HARNESS_BIN: string = join(HARNESS_DIR, 'bin', 'cnirun');
 export const HARNESS_BUILD: string = join(HARNESS_DIR, 'build.sh');
 /** Debian's containernetworking-plugins install dir. */
@@ -74,103 +72,6 @@ export function uniqueName(prefix: string, randLen = 4): string {
 }
 
 // ---------------------------------------------------------------------------
-// Cleanup registry
-
-type CleanupItem =
-  | { kind: 'netns'; name: string }
-  | { kind: 'link'; name: string; ns?: string | undefined }
-  | { kind: 'path'; path: string }
-  | { kind: 'fn'; label: string; fn: () => void | Promise<void> };
-
-const liveCleanups = new Set<Cleanup>();
-let exitHookInstalled = false;
-
-/**
- * Records everything a test creates and removes it, last-in first-out.
- * Use one per describe/file: `const cleanup = new Cleanup(); afterAll(() => cleanup.run());`
- * (or afterEach). run() tries every item, ignores already-gone objects, then
- * throws an AggregateError if anything else failed. As a last resort,
- * pending netns/link/path items are also removed synchronously on process exit.
- */
-export class Cleanup {
-  private items: CleanupItem[] = [];
-
-  constructor() {
-    liveCleanups.add(this);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', () => {
-        for (const c of liveCleanups) c.runSyncBestEffort();
-      });
-    }
-  }
-
-  addNetns(name: string): void {
-    this.items.push({ kind: 'netns', name });
-  }
-
-  /** A link to delete; ns = namespace it lives in (undefined = host). */
-  addLink(name: string, ns?: string): void {
-    this.items.push({ kind: 'link', name, ns });
-  }
-
-  /** A file or directory to remove recursively. */
-  addPath(path: string): void {
-    this.items.push({ kind: 'path', path });
-  }
-
-  add(fn: () => void | Promise<void>, label = 'custom cleanup'): void {
-    this.items.push({ kind: 'fn', label, fn });
-  }
-
-  get pending(): number {
-    return this.items.length;
-  }
-
-  async run(): Promise<void> {
-    const errors: Error[] = [];
-    while (this.items.length > 0) {
-      const item = this.items.pop()!;
-      try {
-        if (item.kind === 'fn') await item.fn();
-        else removeItem(item);
-      } catch (e) {
-        errors.push(e instanceof Error ? e : new Error(String(e)));
-      }
-    }
-    if (errors.length > 0) {
-      throw new AggregateError(errors, `cleanup failed: ${errors.map((e) => e.message).join('; ')}`);
-    }
-  }
-
-  private runSyncBestEffort(): void {
-    while (this.items.length > 0) {
-      const item = this.items.pop()!;
-      if (item.kind === 'fn') continue;
-      try {
-        removeItem(item);
-      } catch {
-        // best effort at exit
-      }
-    }
-  }
-}
-
-function removeItem(item: Exclude<CleanupItem, { kind: 'fn' }>): void {
-  switch (item.kind) {
-    case 'netns':
-      deleteNetns(item.name);
-      break;
-    case 'link':
-      deleteLink(item.name, item.ns);
-      break;
-    case 'path':
-      rmSync(item.path, { recursive: true, force: true });
-      break;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Namespaces
 
 export interface Netns {
@@ -209,11 +110,28 @@ export function createNetns(cleanup?: Cleanup, prefix = 'rsv-'): Netns {
       lastErr = e;
       continue;
     }
-    cleanup?.addNetns(name);
+    cleanup?.addSync(`ip netns del ${name}`, () => deleteNetns(name));
     ip(['-n', name, 'link', 'set', 'lo', 'up']);
     return { name, path: netnsPath(name) };
   }
   throw new Error(`could not create netns: ${String(lastErr)}`);
+}
+
+/** Create named namespaces in one `ip -batch` call (fast for hundreds); each is deleted at cleanup. */
+export function netnsAdd(cleanup: Cleanup, names: readonly string[]): string[] {
+  cleanup.addSync(`delete ${names.length} netns`, () => netnsDel(names));
+  const r = run('ip', ['-batch', '-'], { input: names.map((n) => `netns add ${n}\n`).join(''), timeoutMs: 120_000 });
+  if (r.status !== 0) throw new Error(`ip netns add failed: ${r.error?.message ?? r.stderr}`);
+  return names.map(netnsPath);
+}
+
+/** Delete the namespaces that still exist, in one `ip -batch` call (ignores ones already gone). */
+export function netnsDel(names: readonly string[]): void {
+  const present = names.filter(netnsExists);
+  if (present.length === 0) return;
+  const r = run('ip', ['-force', '-batch', '-'], { input: present.map((n) => `netns del ${n}\n`).join(''), timeoutMs: 120_000 });
+  const left = present.filter(netnsExists);
+  if (left.length > 0) throw new Error(`could not delete ${left.length} namespaces (${left.slice(0, 3).join(', ')}…): ${r.stderr}`);
 }
 
 /** Delete a namespace; no-op if it does not exist. */
@@ -246,6 +164,11 @@ export function listLinks(ns?: string | null): string[] {
   return (JSON.parse(out) as { ifname: string }[]).map((l) => l.ifname);
 }
 
+/** Delete the link NAME (in ns; undefined = host) at cleanup: for links a plugin or a test made. */
+export function deleteLinkAtCleanup(cleanup: Cleanup, name: string, ns?: string): void {
+  cleanup.addSync(`ip link del ${name}`, () => deleteLink(name, ns));
+}
+
 /** Delete a link; no-op if it (or its namespace) no longer exists. */
 export function deleteLink(name: string, ns?: string | null): void {
   if (ns && !netnsExists(ns)) return;
@@ -260,7 +183,7 @@ export function deleteLink(name: string, ns?: string | null): void {
 export function createBridge(name: string, cleanup?: Cleanup): string {
   if (linkExists(name)) throw new Error(`refusing to reuse existing link ${name}`);
   ip(['link', 'add', 'name', name, 'type', 'bridge']);
-  cleanup?.addLink(name);
+  if (cleanup) deleteLinkAtCleanup(cleanup, name);
   ip(['link', 'set', 'dev', name, 'up']);
   return name;
 }
@@ -274,7 +197,7 @@ export function createVethPair(hostName: string, peerName: string, cleanup?: Cle
     if (linkExists(n)) throw new Error(`refusing to reuse existing link ${n}`);
   }
   ip(['link', 'add', 'name', hostName, 'type', 'veth', 'peer', 'name', peerName]);
-  cleanup?.addLink(hostName);
+  if (cleanup) deleteLinkAtCleanup(cleanup, hostName);
   if (peerNs) ip(['link', 'set', 'dev', peerName, 'netns', peerNs]);
   ip(['link', 'set', 'dev', hostName, 'up']);
   ip([...nsArgs(peerNs), 'link', 'set', 'dev', peerName, 'up']);
@@ -380,19 +303,12 @@ function pingDetailed(ns: string, addr: string, opts: { attempts?: number; waitS
 // ---------------------------------------------------------------------------
 // Temp files and conflists
 
-/** A fresh temp directory, registered with cleanup (if given). */
-export function makeTempDir(cleanup?: Cleanup, prefix = 'rsv-e2e-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  cleanup?.addPath(dir);
-  return dir;
-}
-
 /**
  * Write a conflist (object or JSON string) to DIR/NAME.conflist; DIR defaults
  * to a fresh temp dir registered with cleanup. Returns the file path.
  */
-export function writeConflist(conflist: object | string, cleanup?: Cleanup, dir?: string): string {
-  const d = dir ?? makeTempDir(cleanup, 'rsv-conf-');
+export function writeConflist(conflist: object | string, cleanup: Cleanup, dir?: string): string {
+  const d = dir ?? cleanup.tempDir('conf');
   const text = typeof conflist === 'string' ? conflist : JSON.stringify(conflist, null, 2);
   const name = (JSON.parse(text) as { name?: string }).name ?? 'net';
   const file = join(d, `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${randomSuffix(4)}.conflist`);
@@ -433,7 +349,7 @@ export interface CniRunOutcome {
 }
 
 export interface CniRunOptions {
-  /** libcni cache dir; required because ADD/CHECK/DEL must share it (use makeTempDir). */
+  /** libcni cache dir; required because ADD/CHECK/DEL must share it (cleanup.tempDir). */
   cacheDir: string;
   /** Plugin dirs; default [CNI_PLUGIN_DIR]. */
   cniPath?: string[];
@@ -506,77 +422,4 @@ export function buildHarness(): string | undefined {
   const r = run('sh', [HARNESS_BUILD], { timeoutMs: 300_000 });
   if (r.error || r.status !== 0) return (r.stderr || r.stdout || r.error?.message || 'build failed').trim();
   return undefined;
-}
-
-// ---------------------------------------------------------------------------
-// Prerequisites
-
-export type Prereq = 'root' | 'netns' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping';
-
-const INSTALL_HINT: Record<Prereq, string> = {
-  root: 'run the e2e tests as root (CNI plugins need CAP_NET_ADMIN/CAP_SYS_ADMIN)',
-  netns: 'apt-get install iproute2 (and a kernel/container allowing `ip netns add`)',
-  harness: 'apt-get install golang-go golang-github-appc-cni-dev, then sh test/harness/build.sh',
-  bridge: 'apt-get install containernetworking-plugins (provides /usr/lib/cni/bridge)',
-  'host-local': 'apt-get install containernetworking-plugins (provides /usr/lib/cni/host-local)',
-  macvlan: 'apt-get install containernetworking-plugins (provides /usr/lib/cni/macvlan)',
-  ping: 'apt-get install iputils-ping',
-};
-
-const prereqCache = new Map<Prereq, string | undefined>();
-
-function checkPrereq(p: Prereq): string | undefined {
-  switch (p) {
-    case 'root':
-      return process.getuid?.() === 0 ? undefined : 'not running as root';
-    case 'netns': {
-      if (process.getuid?.() !== 0) return 'ip netns needs root';
-      const probe = 'rsv-probe-' + randomSuffix(4);
-      const r = run('ip', ['netns', 'add', probe]);
-      if (r.error) return `ip not found: ${r.error.message}`;
-      run('ip', ['netns', 'del', probe]);
-      return r.status === 0 ? undefined : `ip netns add failed: ${r.stderr.trim()}`;
-    }
-    case 'harness': {
-      const err = buildHarness();
-      if (err) return `cannot build ${HARNESS_BIN}: ${err}`;
-      return isExecutable(HARNESS_BIN) ? undefined : `${HARNESS_BIN} missing after build`;
-    }
-    case 'bridge':
-    case 'host-local':
-    case 'macvlan': {
-      const f = join(CNI_PLUGIN_DIR, p);
-      return isExecutable(f) ? undefined : `${f} not found`;
-    }
-    case 'ping':
-      return pingAvailable() ? undefined : 'ping not found';
-  }
-}
-
-function isExecutable(f: string): boolean {
-  try {
-    accessSync(f, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Check prerequisites. All present: returns undefined. Something missing:
- * with CI=true, THROWS (fail loudly); otherwise prints what to install and
- * returns a skip reason for `describe.skipIf(!!reason)` / `it.skipIf(!!reason)`.
- */
-export function requirePrereqs(list: Prereq[]): string | undefined {
-  const missing: string[] = [];
-  for (const p of list) {
-    if (!prereqCache.has(p)) prereqCache.set(p, checkPrereq(p));
-    const why = prereqCache.get(p);
-    if (why) missing.push(`${p}: ${why} -> ${INSTALL_HINT[p]}`);
-  }
-  if (missing.length === 0) return undefined;
-  const msg = `e2e prerequisites missing:\n  ${missing.join('\n  ')}`;
-  if (process.env.CI === 'true') throw new Error(`${msg}\n(CI=true: refusing to skip)`);
-  console.warn(`${msg}\nSkipping these e2e tests.`);
-  return msg;
 }
