@@ -7,7 +7,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runPlugin } from '../../src/plugin.js';
-import { type TestDaemon, netConf, op, startTestDaemon } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, op, startTestDaemon } from './support.js';
 
 const GRACE = 60_000;
 
@@ -34,7 +35,7 @@ async function sweep(d: TestDaemon): Promise<number> {
 describe('netns visibility', () => {
   it('a daemon that cannot see the netns directory reclaims nothing and says so in health', async () => {
     td = await startTestDaemon({ reclaimGraceMs: GRACE });
-    const conf = netConf('blind', td.socket, { ranges: [[{ subnet: '10.41.0.0/24' }]] });
+    const conf = netconf('blind', td.socket, { ranges: [[{ subnet: '10.41.0.0/24' }]] });
     // The runtime's directory exists on the "host" only: the daemon never sees it.
     const hostOnly = join(td.dir, 'host-netns');
     for (let i = 0; i < 5; i++) expect((await add(conf, `c${i}`, join(hostOnly, `ns-${i}`))).exit).toBe(0);
@@ -50,7 +51,7 @@ describe('netns visibility', () => {
 
   it('a directory that exists but in which an ADD namespace is missing is not trusted either', async () => {
     td = await startTestDaemon({ reclaimGraceMs: GRACE });
-    const conf = netConf('empty', td.socket, { ranges: [[{ subnet: '10.41.1.0/24' }]] });
+    const conf = netconf('empty', td.socket, { ranges: [[{ subnet: '10.41.1.0/24' }]] });
     const dir = join(td.dir, 'netns');
     mkdirSync(dir); // an empty directory of the container's own image, not the host's
     expect((await add(conf, 'c1', join(dir, 'ns-1'))).exit).toBe(0);
@@ -62,7 +63,7 @@ describe('netns visibility', () => {
 
   it('where the directory is visible, a vanished namespace is reclaimed after the grace period', async () => {
     td = await startTestDaemon({ reclaimGraceMs: GRACE });
-    const conf = netConf('seen', td.socket, { ranges: [[{ subnet: '10.41.2.0/24' }]] });
+    const conf = netconf('seen', td.socket, { ranges: [[{ subnet: '10.41.2.0/24' }]] });
     const dir = join(td.dir, 'netns');
     mkdirSync(dir);
     for (const n of ['a', 'b']) writeFileSync(join(dir, n), '');
@@ -79,7 +80,7 @@ describe('netns visibility', () => {
 
   it('after a restart with every namespace gone and no ADD yet, an existing directory is trusted (node reboot)', async () => {
     td = await startTestDaemon({ reclaimGraceMs: GRACE });
-    const conf = netConf('reboot', td.socket, { ranges: [[{ subnet: '10.41.3.0/24' }]] });
+    const conf = netconf('reboot', td.socket, { ranges: [[{ subnet: '10.41.3.0/24' }]] });
     const dir = join(td.dir, 'netns');
     mkdirSync(dir);
     writeFileSync(join(dir, 'a'), '');
@@ -93,7 +94,7 @@ describe('netns visibility', () => {
 
   it('a stateful app is not moved off a container whose namespace the daemon cannot see', async () => {
     td = await startTestDaemon({ reclaimGraceMs: 0 });
-    const conf = netConf('sticky', td.socket, { ranges: [[{ subnet: '10.41.4.0/24' }]] });
+    const conf = netconf('sticky', td.socket, { ranges: [[{ subnet: '10.41.4.0/24' }]] });
     const app = 'K8S_POD_NAMESPACE=db;K8S_POD_NAME=pg-0;RESERVOIR_KIND=stateful';
     const hostOnly = join(td.dir, 'host-netns');
     const first = await add(conf, 'old', join(hostOnly, 'old'), app);

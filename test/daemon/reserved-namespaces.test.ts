@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../ctl/main.js';
 import { parseIpamConfig } from '../../src/config.js';
-import { type TestDaemon, addErr, addOk, delOk, netConf, op, startTestDaemon } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, addErr, addOk, delOk, op, startTestDaemon } from './support.js';
 
 let td: TestDaemon;
 let conf: Record<string, unknown>;
@@ -20,7 +21,7 @@ async function ctl(...argv: string[]): Promise<{ code: number; stdout: string; s
 
 beforeAll(async () => {
   td = await startTestDaemon();
-  conf = netConf('nsnet', td.socket, {
+  conf = netconf('nsnet', td.socket, {
     ranges: [[{ subnet: '10.42.0.0/24' }]],
     reserved: [
       { entry: '10.42.0.60-10.42.0.61', group: 'db', namespaces: ['db', 'team-*'] },
@@ -105,7 +106,7 @@ describe('reserved entries limited to namespaces', () => {
   it('the config keeps namespaces across a daemon restart and applies a changed list', async () => {
     await td.restart();
     expect((await addErr(conf, { containerId: 'r1', args: pod('web', 'x'), ips: ['10.42.0.61'] })).code).toBe(117);
-    const changed = netConf('nsnet', td.socket, {
+    const changed = netconf('nsnet', td.socket, {
       ranges: [[{ subnet: '10.42.0.0/24' }]],
       reserved: [
         { entry: '10.42.0.60-10.42.0.61', group: 'db', namespaces: ['web'] },
