@@ -1,21 +1,13 @@
 // CHECK (cniVersion >= 0.4.0), GC and STATUS (1.1.0) through the real plugin process.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundlesReady } from '../support/build.js';
-import { type InProcessDaemon, ipsOf, leasesOf, startInProcessDaemon } from '../support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { ipsOf, leasesOf } from '../support/daemon.js';
+import { useInProcessDaemon } from '../support/hooks.js';
 import { CHECK_VERSIONS, VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectError, expectOk, runPlugin } from '../support/plugin.js';
 import { containerId } from '../support/tmp.js';
 import { join } from 'node:path';
 
-let d: InProcessDaemon;
-
-beforeAll(async () => {
-  await bundlesReady();
-  d = await startInProcessDaemon('cgs');
-});
-afterAll(async () => {
-  await d?.close();
-});
+const d = useInProcessDaemon('cgs');
 
 let networks = 0;
 function setup(version: string, ranges: unknown = [[{ subnet: '10.50.0.0/24' }]], socket?: string) {

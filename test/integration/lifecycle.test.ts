@@ -1,21 +1,13 @@
 // ADD / DEL / repeat ADD / second interface / round robin, through the real plugin process and a
 // real daemon (in-process, temp socket, temp SQLite file), for every supported cniVersion.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InProcessDaemon, ipsOf, leasesOf, startInProcessDaemon, usageOf } from '../support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { ipsOf, leasesOf, usageOf } from '../support/daemon.js';
+import { useInProcessDaemon } from '../support/hooks.js';
 import { VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectOk, runPlugin } from '../support/plugin.js';
 import { containerId } from '../support/tmp.js';
-import { bundlesReady } from '../support/build.js';
 
-let d: InProcessDaemon;
-
-beforeAll(async () => {
-  await bundlesReady();
-  d = await startInProcessDaemon('life');
-});
-afterAll(async () => {
-  await d?.close();
-});
+const d = useInProcessDaemon('life');
 
 /** The addresses ("ip/prefix") of an ADD result in any version's shape. */
 function addressesOf(result: any): string[] {

@@ -1,9 +1,8 @@
 // reservoird serves only its unix socket: no TCP or UDP port, so nothing can reach it, and
 // nothing can change a lease, from the network.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, daemonPaths } from '../support/daemon.js';
-import { removeDir, tempDir } from '../support/tmp.js';
+import { describe, expect, it } from 'vitest';
+import { useDaemonProcess } from '../support/hooks.js';
 
 /** Inodes of the sockets a process holds open. */
 function socketInodes(pid: number): Set<string> {
@@ -33,26 +32,15 @@ function inetSockets(pid: number, inodes: Set<string>): string[] {
 }
 
 describe('reservoird listeners', () => {
-  let dir: string;
-  let daemon: DaemonProcess;
-
-  beforeAll(async () => {
-    dir = tempDir('listeners');
-    daemon = await DaemonProcess.start(daemonPaths(dir));
-  });
-
-  afterAll(async () => {
-    await daemon.stop();
-    removeDir(dir);
-  });
+  const daemon = useDaemonProcess('listeners');
 
   it('holds its unix socket and no inet socket at all', () => {
-    const pid = daemon.pid;
+    const { pid, socket } = daemon.process;
     const inodes = socketInodes(pid);
     expect(inodes.size).toBeGreaterThan(0);
     expect(inetSockets(pid, inodes)).toEqual([]);
     const unix = readFileSync(`/proc/${pid}/net/unix`, 'utf8');
-    const listening = unix.split('\n').filter((line) => line.includes(daemon.socket));
+    const listening = unix.split('\n').filter((line) => line.includes(socket));
     expect(listening.some((line) => inodes.has(line.trim().split(/\s+/)[6]!))).toBe(true);
   });
 });

@@ -1,21 +1,13 @@
 // What the plugin process prints and returns for bad input, before (or without) any daemon:
 // always one JSON object on stdout, exit 1, the CNI code, no stack trace.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundlesReady } from '../support/build.js';
-import { type InProcessDaemon, leasesOf, startInProcessDaemon } from '../support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { leasesOf } from '../support/daemon.js';
+import { useInProcessDaemon } from '../support/hooks.js';
 import { VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectError, expectOk, runPlugin } from '../support/plugin.js';
 import { containerId } from '../support/tmp.js';
 
-let d: InProcessDaemon;
-
-beforeAll(async () => {
-  await bundlesReady();
-  d = await startInProcessDaemon('perr');
-});
-afterAll(async () => {
-  await d?.close();
-});
+const d = useInProcessDaemon('perr');
 
 const COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'];
 

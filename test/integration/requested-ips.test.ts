@@ -1,21 +1,13 @@
 // Requested IPs from every source the plugin reads, their precedence and their errors; and
 // dual-stack networks (one IPv4 and one IPv6 range set). Every supported cniVersion.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundlesReady } from '../support/build.js';
-import { type InProcessDaemon, ipsOf, leasesOf, startInProcessDaemon } from '../support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { ipsOf, leasesOf } from '../support/daemon.js';
+import { useInProcessDaemon } from '../support/hooks.js';
 import { VERSIONS, netName, netconf } from '../support/netconf.js';
 import { expectError, expectOk, runPlugin } from '../support/plugin.js';
 import { containerId, hexContainerId } from '../support/tmp.js';
 
-let d: InProcessDaemon;
-
-beforeAll(async () => {
-  await bundlesReady();
-  d = await startInProcessDaemon('req');
-});
-afterAll(async () => {
-  await d?.close();
-});
+const d = useInProcessDaemon('req');
 
 function addressesOf(result: any): string[] {
   if (Array.isArray(result.ips)) return result.ips.map((ip: { address: string }) => ip.address);
