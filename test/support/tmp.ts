@@ -1,19 +1,29 @@
 // Temporary directories for tests: short paths (a unix socket path holds at most 107 bytes),
-// removed by the caller (Cleanup.tempDir, or removeDir in afterAll). On /dev/shm when writable,
-// else os.tmpdir().
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+// removed by the caller (Cleanup.tempDir, or removeDir in afterAll). On /dev/shm when it is
+// writable and roomy, else os.tmpdir(). An executable to run belongs under os.tmpdir() instead
+// (tempDir(label, tmpdir())): a container may mount /dev/shm noexec.
+import { accessSync, constants, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+/** Room the tests' stores need at once (podman's default /dev/shm is 64 MB). */
+const FAST_MIN_FREE = 1 << 30;
+
+let base: string | undefined;
+
 /** tmpfs when there is one: SQLite's fsync per commit costs tens of ms on a real disk. */
 function fastBase(): string {
-  try {
-    accessSync('/dev/shm', constants.W_OK);
-    return '/dev/shm';
-  } catch {
-    return tmpdir();
-  }
+  base ??= (() => {
+    try {
+      accessSync('/dev/shm', constants.W_OK);
+      const fs = statfsSync('/dev/shm');
+      return fs.bavail * fs.bsize >= FAST_MIN_FREE ? '/dev/shm' : tmpdir();
+    } catch {
+      return tmpdir();
+    }
+  })();
+  return base;
 }
 
 /** A fresh "rsv-LABEL-XXXXXX" directory on tmpfs, or under `base` (e.g. a disk, for hardlinks to build/). */
