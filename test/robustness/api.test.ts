@@ -13,8 +13,9 @@ import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
 import { DaemonProcess, health, NODE, runDaemonToExit, sleep } from '../support/daemon.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { rawRequest } from '../support/http.js';
 import { netconf } from '../support/netconf.js';
-import { api, cniErrorProblems, runPluginProcess } from './support.js';
+import { cniErrorProblems, runPluginProcess } from './support.js';
 
 const KNOWN_CODES = new Set<number>(Object.values(ErrorCodes).map((c) => c.code));
 const HTTP_OF = new Map<number, number>(Object.values(ErrorCodes).map((c) => [c.code, c.http]));
@@ -130,7 +131,7 @@ describe('daemon API hardening', () => {
     expect(s.json.code).toBe(ErrorCodes.REQUEST_TOO_LARGE.code);
     // a body at the limit is read (and then judged on its content)
     const pad = MAX_BODY_BYTES - JSON.stringify({ env: {}, config: {}, pad: '' }).length;
-    const atLimit = await api(socket, 'POST', '/v1/cni/add', JSON.stringify({ env: {}, config: {}, pad: 'x'.repeat(pad) }));
+    const atLimit = await rawRequest({ socket, method: 'POST', path: '/v1/cni/add', body: JSON.stringify({ env: {}, config: {}, pad: 'x'.repeat(pad) }) });
     expect(atLimit.status).not.toBe(413);
     expectCniError(atLimit, 400);
     expect((await health(socket)).pid).toBe(daemon.pid);
@@ -171,7 +172,7 @@ describe('daemon API hardening', () => {
       ['OPTIONS', '/v1/cni/add'],
     ];
     for (const [method, path] of cases) {
-      const answer = await api(socket, method, path);
+      const answer = await rawRequest({ socket, method, path });
       expect(answer.headers['content-type'], `${method} ${path}`).toMatch(/application\/json/);
       expectCniError(answer, 404);
       expect(answer.json.code, `${method} ${path}`).toBe(ErrorCodes.NOT_FOUND.code);
@@ -275,7 +276,7 @@ describe('daemon API hardening', () => {
     const seen = new Map<string, number>();
     for (const [method, path, body] of bad) {
       const label = `${method} ${path} ${Buffer.isBuffer(body) ? '<binary>' : JSON.stringify(body)?.slice(0, 120)}`;
-      const answer = await api(socket, method, path, body);
+      const answer = await rawRequest({ socket, method, path, body });
       expect(answer.status, `${label} -> ${answer.status} ${answer.text}`).toBe(400);
       expect(cniErrorProblems(answer.json, KNOWN_CODES), `${label} -> ${answer.text}`).toEqual([]);
       expect(HTTP_OF.get(answer.json.code), label).toBe(400);
@@ -309,7 +310,7 @@ describe('daemon API hardening', () => {
       ['POST', '/v1/release', { network: 'apinet', app: 'ns/none' }, 112],
       ['DELETE', '/v1/networks/apinet/reserved?entry=10.77.3.3', undefined, 108],
     ] as Array<[string, string, unknown, number]>) {
-      const answer = await api(socket, method, path, body);
+      const answer = await rawRequest({ socket, method, path, body });
       expectCniError(answer);
       expect(answer.json.code, `${method} ${path}: ${answer.text}`).toBe(code);
     }

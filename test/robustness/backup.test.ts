@@ -10,8 +10,8 @@ import { runPlugin } from '../../src/plugin.js';
 import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
 import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
+import { rawRequest } from '../support/http.js';
 import { netconf } from '../support/netconf.js';
-import { api } from './support.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run(), 60_000);
@@ -66,7 +66,7 @@ describe('backup and restore under load', () => {
     });
     await sleep(300);
     const t0 = performance.now();
-    const answer = await api(socket, 'GET', '/v1/backup', undefined, { timeoutMs: 60_000 });
+    const answer = await rawRequest({ socket, method: 'GET', path: '/v1/backup', timeoutMs: 60_000 });
     const t1 = performance.now();
     await sleep(300);
     stop = true;

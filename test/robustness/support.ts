@@ -1,10 +1,9 @@
 // Helpers of the robustness tests only: the plugin as a child process (optionally as uid 65534),
-// raw HTTP over the unix socket, seeds, and checks of CNI error objects. The daemon, Cleanup,
-// prerequisites, mounts and namespaces are test/support's.
+// seeds, and checks of CNI error objects. The daemon, Cleanup, prerequisites, raw HTTP, mounts and
+// namespaces are test/support's.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { PLUGIN_BUNDLE, bundlesReady } from '../support/build.js';
 import { NODE } from '../support/daemon.js';
 
@@ -19,62 +18,6 @@ export function seedFrom(name: string): number {
 
 export function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP over the unix socket
-
-export interface ApiAnswer {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
-  readonly text: string;
-  /** Parsed JSON body, or undefined when it is not JSON. */
-  readonly json: any;
-}
-
-export function api(
-  socket: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  options: { timeoutMs?: number; headers?: Record<string, string | number> } = {},
-): Promise<ApiAnswer> {
-  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        socketPath: socket,
-        method,
-        path,
-        headers: {
-          connection: 'close',
-          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
-          ...options.headers,
-        },
-        timeout: options.timeoutMs ?? 10_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const buf = Buffer.concat(chunks);
-          const text = buf.toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${options.timeoutMs ?? 10_000} ms`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 // Raw HTTP over the daemon's unix socket (node:http with socketPath, no curl), for tests of the
-// daemon's HTTP layer that the real client would never send.
+// daemon's HTTP layer that the real client would never send (and for the backup's bytes).
 import { request } from 'node:http';
 
 export interface RawAnswer {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Buffer;
   readonly text: string;
+  /** The body parsed as JSON; undefined when it is not JSON. */
   readonly json: any;
 }
 
@@ -13,15 +15,23 @@ export interface RawRequest {
   readonly socket: string;
   readonly method: string;
   readonly path: string;
-  readonly body?: string | Buffer;
+  /** A string or Buffer is sent as is, anything else as JSON. */
+  readonly body?: unknown;
   /** Send the body with Transfer-Encoding: chunked (no Content-Length) in pieces of this size. */
   readonly chunkSize?: number;
   readonly headers?: Record<string, string>;
+  /** Give up when the socket is idle this long (default 20 s). */
+  readonly timeoutMs?: number;
 }
 
 export function rawRequest(options: RawRequest): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const body = options.body === undefined ? undefined : Buffer.from(options.body);
+    const body =
+      options.body === undefined
+        ? undefined
+        : Buffer.isBuffer(options.body)
+          ? options.body
+          : Buffer.from(typeof options.body === 'string' ? options.body : JSON.stringify(options.body));
     const headers: Record<string, string | number> = { connection: 'close', ...options.headers };
     if (body && !options.chunkSize) headers['content-length'] = body.length;
     if (body) headers['content-type'] ??= 'application/json';
@@ -30,17 +40,19 @@ export function rawRequest(options: RawRequest): Promise<RawAnswer> {
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
       res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
+        const all = Buffer.concat(chunks);
+        const text = all.toString('utf8');
         let json: unknown;
         try {
           json = JSON.parse(text);
         } catch {
           json = undefined;
         }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: all, text, json });
       });
     });
-    req.setTimeout(20_000, () => req.destroy(new Error('no answer within 20 s')));
+    const timeoutMs = options.timeoutMs ?? 20_000;
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${options.method} ${options.path}: no answer within ${timeoutMs} ms`)));
     // The daemon may answer (413) and close before it has read the whole body: that is fine,
     // the answer is what we check; only fail when no answer came at all.
     req.on('error', (err) => setTimeout(() => reject(err), 200));
