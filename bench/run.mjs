@@ -458,8 +458,9 @@ async function benchScale(bin) {
   const opened = stores.map((store) => {
     const s = h.SqliteStore.open({ path: join(tmp, `scale-${store.key}`, 'reservoir.db') });
     const networks = new h.Networks(s, h.silentLogger, () => []);
+    const netns = new h.NetnsView(h.silentLogger);
     store.serviceAdd = [];
-    return { store, s, networks, cni: new h.CniService(s, networks, h.silentLogger) };
+    return { store, s, networks, netns, cni: new h.CniService(s, networks, h.silentLogger, netns) };
   });
   const rollback = new Error('rollback');
   const measure = () => {
@@ -484,7 +485,7 @@ async function benchScale(bin) {
   const m8 = opened.find((o) => o.store.key === 'm8');
   {
     // What the netns reconciler's periodic pass costs on this store (it reads every attached lease).
-    const reconciler = new h.NetnsReconciler(m8.s, m8.networks, m8.cni, h.silentLogger, 60_000);
+    const reconciler = new h.NetnsReconciler(m8.s, m8.networks, m8.cni, h.silentLogger, m8.netns, 60_000);
     const rss0 = process.memoryUsage().rss;
     const t0 = performance.now();
     await reconciler.sweep(async (fn) => fn());
