@@ -9,9 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, type ServerDeps } from '../../daemon/server.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { MAX_BODY_BYTES } from '../../src/defaults.js';
-import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
-import { DaemonProcess, health, NODE, runDaemonToExit, sleep } from '../support/daemon.js';
+import { DaemonProcess, health, NODE, runDaemonToExit, sleep, startDaemonIn } from '../support/daemon.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 import { rawRequest } from '../support/http.js';
 import { netconf } from '../support/netconf.js';
@@ -34,12 +33,8 @@ let socket: string;
 let daemon: DaemonProcess;
 
 beforeAll(async () => {
-  await bundlesReady();
-  root = cleanup.tempDir('api');
+  ({ dir: root, socket, daemon } = await startDaemonIn(cleanup, 'api'));
   chmodSync(root, 0o755); // so that only the daemon's own modes keep other users out
-  socket = join(root, 'run', 'reservoir.sock');
-  daemon = await DaemonProcess.start({ socket, stateDir: join(root, 'state') });
-  cleanup.add('stop daemon', () => daemon.stop());
   const add = await runPluginProcess({ env: addEnv('api-seed'), stdin: JSON.stringify(netconf('apinet', socket)) });
   expect(add.code, add.stdout + add.stderr).toBe(0);
 }, 60_000);

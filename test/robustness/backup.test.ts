@@ -7,9 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteOptions } from '../../daemon/native-addon.js';
 import { SCHEMA_VERSION } from '../../daemon/sqlite-store.js';
 import { runPlugin } from '../../src/plugin.js';
-import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
-import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
+import { leasesOf, sleep, startDaemonIn } from '../support/daemon.js';
 import { rawRequest } from '../support/http.js';
 import { netconf } from '../support/netconf.js';
 
@@ -42,13 +41,9 @@ function hexToIpv4(hex: string): string {
 
 describe('backup and restore under load', () => {
   it('streams a consistent copy during concurrent ADDs; a restore gives back the leases at backup time', async () => {
-    await bundlesReady();
-    const dir = cleanup.tempDir('backup');
-    const socket = join(dir, 'run', 'r.sock');
-    const stateDir = join(dir, 'state');
+    const served = await startDaemonIn(cleanup, 'backup');
+    const { dir, socket, stateDir } = served;
     const dbPath = join(stateDir, 'reservoir.db');
-    let daemon = await DaemonProcess.start({ socket, stateDir });
-    cleanup.add('stop backup daemon', () => daemon.stop());
     const conf = JSON.stringify(netconf('bk', socket, { timeout: '10s', ranges: [[{ subnet: '10.210.0.0/16' }]] }));
 
     // a store worth copying: 1,500 leases
@@ -108,17 +103,17 @@ describe('backup and restore under load', () => {
     );
 
     // restore
-    await daemon.stop();
+    await served.daemon.stop();
     copyFileSync(backupFile, dbPath);
     rmSync(`${dbPath}-wal`, { force: true });
     rmSync(`${dbPath}-shm`, { force: true });
-    daemon = await DaemonProcess.start({ socket, stateDir });
+    await served.restart();
     const restored = await leasesOf(socket, 'bk');
     expect(new Map(restored.map((l) => [l.containerId!, l.ip]))).toEqual(inBackup);
     // and the restored store allocates around what it holds
     const after = await add(conf, 'after-restore');
     expect(after.ip).toBeDefined();
     expect([...inBackup.values()]).not.toContain(after.ip);
-    await daemon.stop();
+    await served.daemon.stop();
   }, 180_000);
 });

@@ -7,14 +7,12 @@
 // Each case is generated from (seed, index) alone, so a failure reproduces with
 //   RESERVOIR_FUZZ_SEED=<seed> RESERVOIR_FUZZ_ONLY=<index> npx vitest run test/robustness/fuzz.test.ts
 import { isIPv4, isIPv6 } from 'node:net';
-import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { runPlugin } from '../../src/plugin.js';
-import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
-import { DaemonProcess, health, leasesOf } from '../support/daemon.js';
+import { type DaemonProcess, health, leasesOf, startDaemonIn } from '../support/daemon.js';
 import { Rng } from '../support/random.js';
 import { SOAK, cniErrorProblems, runPluginProcess, seedFrom } from './support.js';
 
@@ -522,11 +520,7 @@ describe('fuzzing the plugin against a real daemon', () => {
   let daemon: DaemonProcess;
 
   beforeAll(async () => {
-    await bundlesReady();
-    const dir = cleanup.tempDir('fuzz');
-    socket = join(dir, 'run', 'r.sock');
-    daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state') });
-    cleanup.add('stop fuzz daemon', () => daemon.stop());
+    ({ socket, daemon } = await startDaemonIn(cleanup, 'fuzz'));
   }, 60_000);
 
   it(`${TOTAL} generated cases end in a well-formed error or a correct success`, async () => {

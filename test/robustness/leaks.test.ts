@@ -6,9 +6,8 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { runPlugin } from '../../src/plugin.js';
 import { type LeaseView } from '../../src/protocol.js';
-import { bundlesReady } from '../support/build.js';
 import { Cleanup } from '../support/cleanup.js';
-import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
+import { leasesOf, sleep, startDaemonIn } from '../support/daemon.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 import { netconf } from '../support/netconf.js';
 import { NETNS_DIR, netnsAdd, netnsDel, randomSuffix } from '../support/netns.js';
@@ -53,11 +52,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, boundMs: num
 
 describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['root', 'netns'], () => {
   it('reclaims 200 containers whose netns vanished without DEL; live ones untouched', async () => {
-    await bundlesReady();
-    const dir = cleanup.tempDir('leaks');
-    const socket = join(dir, 'run', 'r.sock');
-    const daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state'), reclaimGrace: GRACE_S });
-    cleanup.add('stop leaks daemon', () => daemon.stop());
+    const { socket, daemon } = await startDaemonIn(cleanup, 'leaks', { reclaimGrace: GRACE_S });
     const conf = JSON.stringify(netconf('leaky', socket, { timeout: '10s', ranges: [[{ subnet: '10.220.0.0/16' }]] }));
 
     const dead = Array.from({ length: 200 }, (_, i) => `rsv-${run}-dead-${i}`);
@@ -92,12 +87,8 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
   }, 180_000);
 
   it('after a node reboot (all netns gone, daemon restarted): stateless leases reclaimed, stateful holds kept', async () => {
-    await bundlesReady();
-    const dir = cleanup.tempDir('reboot');
-    const socket = join(dir, 'run', 'r.sock');
-    const stateDir = join(dir, 'state');
-    let daemon = await DaemonProcess.start({ socket, stateDir, reclaimGrace: GRACE_S });
-    cleanup.add('stop reboot daemon', () => daemon.stop());
+    const served = await startDaemonIn(cleanup, 'reboot', { reclaimGrace: GRACE_S });
+    const { socket } = served;
     const conf = JSON.stringify(netconf('rebootnet', socket, { timeout: '10s', ranges: [[{ subnet: '10.221.0.0/16' }]] }));
     const stateless = Array.from({ length: 60 }, (_, i) => `rsv-${run}-web-${i}`);
     const stateful = Array.from({ length: 20 }, (_, i) => `rsv-${run}-db-${i}`);
@@ -113,10 +104,10 @@ describeWithPrereqs('leaked leases are reclaimed (real network namespaces)', ['r
     expect((await leasesOf(socket, 'rebootnet')).length).toBe(80);
 
     // the node goes down hard: daemon killed, every namespace gone; then it comes back
-    daemon.kill('SIGKILL');
-    await daemon.exited;
+    served.daemon.kill('SIGKILL');
+    await served.daemon.exited;
     netnsDel([...stateless, ...stateful]);
-    daemon = await DaemonProcess.start({ socket, stateDir, reclaimGrace: GRACE_S });
+    await served.restart();
 
     const byApp = (leases: readonly LeaseView[]) => new Map(leases.filter((l) => l.kind === 'stateful').map((l) => [l.app, l]));
     const tookMs = await waitFor(

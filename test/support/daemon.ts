@@ -12,6 +12,7 @@ import { type Daemon, type DaemonOptions, startDaemon } from '../../daemon/app.j
 import { callDaemon } from '../../src/client.js';
 import { type LeaseView, type LeasesResponse, type UsageView, collectLeases } from '../../src/protocol.js';
 import { DAEMON_BUNDLE, ROOT, bundlesReady } from './build.js';
+import type { Cleanup } from './cleanup.js';
 import { removeDir, tempDir } from './tmp.js';
 
 /** Node 24 from the project (node_modules/.bin/node), else the one running the tests. */
@@ -278,6 +279,40 @@ export class DaemonProcess {
     clearTimeout(timer);
     return exit;
   }
+}
+
+export interface DaemonInDir {
+  readonly dir: string;
+  readonly socket: string;
+  readonly stateDir: string;
+  /** The process serving now (a new one after restart()). */
+  readonly daemon: DaemonProcess;
+  /** Stop the current process (if it still runs) and start another on the same socket and state. */
+  restart(): Promise<DaemonProcess>;
+}
+
+/**
+ * A child-process daemon in a fresh temp dir of cleanup's (socket DIR/run/r.sock, state DIR/state;
+ * spec adds flags), started and serving; cleanup stops whichever process serves by then.
+ */
+export async function startDaemonIn(cleanup: Cleanup, label: string, spec: Partial<DaemonSpec> = {}): Promise<DaemonInDir> {
+  const dir = cleanup.tempDir(label);
+  const full: DaemonSpec = { socket: join(dir, 'run', 'r.sock'), stateDir: join(dir, 'state'), ...spec };
+  let current = await DaemonProcess.start(full);
+  cleanup.add(`stop reservoird in ${dir}`, () => current.stop());
+  return {
+    dir,
+    socket: full.socket,
+    stateDir: full.stateDir,
+    get daemon() {
+      return current;
+    },
+    async restart() {
+      await current.stop();
+      current = await DaemonProcess.start(full);
+      return current;
+    },
+  };
 }
 
 /** Run the daemon to completion (for start-up refusals): how it ended and its output, bounded in time. */
