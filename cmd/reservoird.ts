@@ -14,6 +14,10 @@ async function main(): Promise<void> {
     cniConfDir: flags.cniConfDir,
     socketGid: flags.socketGroup === undefined ? undefined : getgrnam(flags.socketGroup),
     reclaimGraceMs: flags.reclaimGraceMs,
+    nodeName: flags.nodeName,
+    httpListen: flags.httpListen,
+    historyMaxAgeMs: flags.historyMaxAgeMs,
+    historyMaxEvents: flags.historyMaxEvents,
     log,
   });
   let stopping = false;

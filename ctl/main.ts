@@ -6,6 +6,7 @@ import { ReservoirError } from '../src/errors.js';
 import * as backup from './backup.js';
 import { CtlError, type CtlIo, EXIT_CODES, IO } from './common.js';
 import * as health from './health.js';
+import * as history from './history.js';
 import * as leases from './leases.js';
 import * as release from './release.js';
 import * as reserved from './reserved.js';
@@ -21,7 +22,7 @@ class UsageError extends Error {}
 /** The command path the user typed ("reserved add"), for the "run ... --help" hint. */
 function commandPath(argv: readonly string[]): string {
   const path: string[] = [];
-  const top = new Set([health, usage, leases, reserved, release, backup].map((m) => m.command.split(' ')[0]));
+  const top = new Set([health, usage, leases, reserved, release, history, backup].map((m) => m.command.split(' ')[0]));
   const sub = new Set(reserved.subcommands.map((m) => m.command.split(' ')[0]));
   const words = argv.filter((a) => !a.startsWith('-'));
   if (words[0] && top.has(words[0])) {
@@ -56,8 +57,9 @@ function buildParser(io: CtlIo) {
     .command(leases)
     .command(reserved)
     .command(release)
+    .command(history)
     .command(backup)
-    .demandCommand(1, 'give a command: health, usage, leases, reserved, release or backup')
+    .demandCommand(1, 'give a command: health, usage, leases, reserved, release, history or backup')
     .strict()
     .recommendCommands()
     .help()

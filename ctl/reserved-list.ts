@@ -42,7 +42,9 @@ export function reservedTables(list: ReservedListResponse): string {
           list.ips.map((ip) => [ip.ip, ip.entry, dash(ip.group), ip.state, holder(ip)]),
         );
   const truncated = list.freeTruncated ? 'more free reserved IPs exist than listed (the daemon lists a bounded number); see the SIZE and USED columns above\n' : '';
-  return `${entries}\n${ips}${truncated}`;
+  const u = list.usage;
+  const summary = `reserved: ${u.reservedUsed} of ${count(u.reservedTotal)} in use (${u.reservedUsed - u.reservedHeld} leased, ${u.reservedHeld} held), ${count(u.reservedFree)} free\n`;
+  return `${entries}\n${ips}${truncated}${summary}`;
 }
 
 export async function handler(argv: Args<ListArgs>): Promise<void> {

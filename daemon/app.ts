@@ -2,22 +2,29 @@
 // temp socket and a temp SQLite file; cmd/reservoird.ts only parses flags and calls it.
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import { CniService } from './cni-service.js';
 import { watchConfigDir } from './config-dir.js';
+import { DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_EVENTS, type HttpListen } from './flags.js';
 import { holdersBetween } from './holders.js';
+import { Ledger } from './ledger.js';
 import { type Logger, silentLogger } from './log.js';
 import { NetnsView } from './netns-view.js';
+import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
 import { createApiServer } from './server.js';
 import { NetnsReconciler } from './reconciler.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
+import { type StatusServer, createStatusServer } from './status-http.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 import { WriteQueue } from './write-queue.js';
 
 export const VERSION = '0.1.0';
 export const DEFAULT_RECLAIM_GRACE_MS = 60_000;
+/** History retention removes at most this many events per unit of work (a unit never stalls CNI calls for long). */
+export const HISTORY_PRUNE_CHUNK = 5_000;
 
 export interface DaemonOptions {
   readonly socket: string;
@@ -35,6 +42,12 @@ export interface DaemonOptions {
   readonly nativeBinding?: string | object;
   /** What the daemon can see of the runtime's network namespaces (tests inject a probe). */
   readonly netns?: NetnsView;
+  /** This node's name, recorded as the node of every holder (default: the host name). */
+  readonly nodeName?: string;
+  /** Serve the read-only status page and /metrics over TCP here; undefined: no TCP at all. */
+  readonly httpListen?: HttpListen | undefined;
+  readonly historyMaxAgeMs?: number;
+  readonly historyMaxEvents?: number;
 }
 
 export interface Daemon {
@@ -44,6 +57,12 @@ export interface Daemon {
   readonly operator: OperatorService;
   readonly queue: WriteQueue;
   readonly reconciler: NetnsReconciler | undefined;
+  readonly ledger: Ledger;
+  readonly metrics: Metrics;
+  /** The --http-listen server, when asked for. */
+  readonly status: StatusServer | undefined;
+  /** Drop history beyond the retention now (the sweep does it too); resolves with how many went. */
+  pruneHistory(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -52,14 +71,32 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const now = options.now ?? Date.now;
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
-  const networks = new Networks(store, log, (network, family, start, end) => holdersBetween(store, network, family, start, end));
+  const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
+  const networks = new Networks(
+    store,
+    log,
+    (network, family, start, end) => holdersBetween(store, network, family, start, end),
+    (network) => ledger.reservedChanged(network),
+  );
+  ledger.load(networks.names());
   const netns = options.netns ?? new NetnsView(log);
-  const cni = new CniService(store, networks, log, netns, now);
-  const operator = new OperatorService(store, networks, log, now);
-  const queue = new WriteQueue(store);
+  const cni = new CniService(store, networks, ledger, log, netns, now);
+  const operator = new OperatorService(store, networks, ledger, log, now);
+  const metrics = new Metrics(ledger, () => operator.usage(undefined));
+  const queue = new WriteQueue(store, undefined, undefined, (seconds) => metrics.commit(seconds));
 
   const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
   const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now) : undefined;
+  const historyMaxAgeMs = options.historyMaxAgeMs ?? DEFAULT_HISTORY_DAYS * 86_400_000;
+  const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_EVENTS;
+  const pruneHistory = async (): Promise<number> => {
+    let removed = 0;
+    for (;;) {
+      const n = await queue.run(() => store.pruneHistory(now() - historyMaxAgeMs, historyMaxEvents, HISTORY_PRUNE_CHUNK));
+      removed += n;
+      if (n < HISTORY_PRUNE_CHUNK) return removed;
+    }
+  };
   const server = createApiServer({
     cni,
     operator,
@@ -70,6 +107,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stateDir: options.stateDir,
     reclaimed: () => reconciler?.reclaimed ?? 0,
     netns: () => netns.roots(),
+    metrics,
   });
 
   await prepareSocketPath(options.socket);
@@ -82,10 +120,42 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   secureSocket(options.socket, options.socketGid);
 
+  let status: StatusServer | undefined;
+  if (options.httpListen) {
+    await metrics.load(); // histograms from the first request on
+    status = createStatusServer({ operator, metrics, ledger, log, version: VERSION });
+    const { host, port } = options.httpListen;
+    const tcp = status.server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(port, host, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      store.close();
+      throw new Error(`--http-listen ${host}:${port}: cannot listen: ${(err as Error).message}`);
+    }
+    const address = tcp.address();
+    log.info('status page listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address) });
+  }
+
   const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
   let reconciling = false;
+  let pruning = false;
   const sweep = setInterval(() => {
     queue.run(() => operator.expireHolds()).catch((err: unknown) => log.error('hold expiry failed', { error: String(err) }));
+    if (!pruning) {
+      pruning = true;
+      pruneHistory()
+        .catch((err: unknown) => log.error('history retention failed', { error: String(err) }))
+        .finally(() => {
+          pruning = false;
+        });
+    }
     if (reconciler && !reconciling) {
       reconciling = true;
       reconciler
@@ -106,9 +176,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     operator,
     queue,
     reconciler,
+    ledger,
+    metrics,
+    status,
+    pruneHistory,
     async close() {
       clearInterval(sweep);
       stopWatching();
+      await status?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -9,6 +9,7 @@ import type { CniInvocation } from '../src/invocation.js';
 import type { GcResponse, StatusResponse } from '../src/protocol.js';
 import { allocateNext, placeRequested } from './allocator.js';
 import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup } from './holders.js';
+import type { Ledger, RefusedIp, ReleaseReason, Requester } from './ledger.js';
 import type { Logger } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
@@ -21,6 +22,7 @@ export class CniService {
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
+    private readonly ledger: Ledger,
     private readonly log: Logger,
     private readonly netns: NetnsView,
     private readonly now: () => number = Date.now,
@@ -47,11 +49,13 @@ export class CniService {
                 state === 'present'
                   ? `whose network namespace ${hold.netns} exists`
                   : `whose network namespace ${hold.netns} reservoird cannot see (mount the runtime's netns directory into its container)`;
-              throw new ReservoirError('IP_IN_USE', `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)} ${why}; DEL that container first`);
+              const message = `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)} ${why}; DEL that container first`;
+              this.ledger.refuse(inv.network, 'in_use', [{ family: hold.family, ip: hold.ip, holder: describeLease(hold) }], requesterOf(inv), message);
+              throw new ReservoirError('IP_IN_USE', message);
             }
             this.log.warn('stateful app moved to a new container', { network: inv.network, app: inv.app, from: hold.containerId, to: containerId });
           }
-          this.store.attachLease(inv.network, hold.family, hold.ip, containerId, ifname, inv.netns);
+          this.ledger.reattach(hold, containerId, ifname, inv.netns);
           leases.set(hold.rangeSet, { ...hold, containerId, ifname, netns: inv.netns, detachedAt: null });
           reattached.add(hold.rangeSet);
         }
@@ -64,7 +68,7 @@ export class CniService {
           // A held IP yields to a new explicit request (the operator changed the pod's IP);
           // a repeated ADD of the same attachment always gets what it already has.
           if (!(wanted && reattached.has(index) && wanted.value !== current.ip)) return;
-          this.store.deleteLease(inv.network, current.family, current.ip);
+          this.ledger.remove(current, 'replaced');
         }
         const value = wanted ? this.takeRequested(inv, wanted) : this.takeFree(inv, config, set, index);
         const lease: LeaseRecord = {
@@ -80,7 +84,8 @@ export class CniService {
           createdAt: now,
           detachedAt: null,
         };
-        this.store.insertLease(lease);
+        const reserved = this.store.reservedCovering(inv.network, set.family, value) !== undefined;
+        this.ledger.claim(lease, wanted ? 'requested' : reserved ? 'group' : 'dynamic');
         leases.set(index, lease);
       });
       return resultOf(config, [...leases.values()]);
@@ -91,7 +96,7 @@ export class CniService {
     this.store.transaction(() => {
       this.networks.register(inv.network, inv.rawIpam, this.now());
       for (const lease of this.store.leasesOfAttachment(inv.network, inv.attachment.containerId, inv.attachment.ifname)) {
-        this.release(lease);
+        this.release(lease, 'del');
       }
     });
   }
@@ -131,7 +136,7 @@ export class CniService {
       for (const lease of this.store.attachedLeases(inv.network)) {
         if (valid.has(`${lease.containerId}\u0000${lease.ifname}`)) continue;
         try {
-          this.store.transaction(() => this.release(lease));
+          this.store.transaction(() => this.release(lease, 'gc'));
           released++;
         } catch (err) {
           errors.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
@@ -154,9 +159,9 @@ export class CniService {
   }
 
   /** Stateless leases end; stateful ones stay held by their app. */
-  release(lease: LeaseRecord): void {
-    if (lease.kind === 'stateful') this.store.detachLease(lease.network, lease.family, lease.ip, this.now());
-    else this.store.deleteLease(lease.network, lease.family, lease.ip);
+  release(lease: LeaseRecord, reason: ReleaseReason): void {
+    if (lease.kind === 'stateful') this.ledger.detach(lease, reason);
+    else this.ledger.remove(lease, reason);
   }
 
   private requestedBySet(config: IpamConfig, ips: readonly Ip[]): Map<number, Ip> {
@@ -183,8 +188,11 @@ export class CniService {
   private takeRequested(inv: CniInvocation, ip: Ip): bigint {
     const text = formatValue(ip.family, ip.value);
     const entry = this.store.reservedCovering(inv.network, ip.family, ip.value);
-    if (entry && !mayClaim(entry, inv)) throw forbidden(inv, `reserved IP ${text} (entry "${entry.entry}")`, entry.namespaces!);
     const holder = this.store.leaseAt(inv.network, ip.family, ip.value);
+    if (entry && !mayClaim(entry, inv)) {
+      const refused = [{ family: ip.family, ip: ip.value, holder: holder ? describeLease(holder) : null }];
+      throw this.refused(inv, forbidden(inv, `reserved IP ${text} (entry "${entry.entry}")`, entry.namespaces!), refused);
+    }
     if (!holder) return ip.value;
     let offer = '';
     if (entry) {
@@ -196,7 +204,17 @@ export class CniService {
         ? `; free in ${label}: ${free.map((f) => formatValue(f.family, f.value)).join(', ')}`
         : `; no free IP left in ${label}`;
     }
-    throw new ReservoirError('IP_IN_USE', `requested IP ${text} is in use by ${describeLease(holder)}${offer}`);
+    const message = `requested IP ${text} is in use by ${describeLease(holder)}${offer}`;
+    // Held by a container: another claim got there first. Held by an app with no container: a hold, not a race.
+    const reason = holder.containerId === null ? 'in_use' : 'lost_race';
+    this.ledger.refuse(inv.network, reason, [{ family: ip.family, ip: ip.value, holder: describeLease(holder) }], requesterOf(inv), message);
+    throw new ReservoirError('IP_IN_USE', message);
+  }
+
+  /** Record a refusal of RESERVED_FORBIDDEN (it commits though the ADD rolls back); returns the error to throw. */
+  private refused(inv: CniInvocation, error: ReservoirError, ips: readonly RefusedIp[]): ReservoirError {
+    this.ledger.refuse(inv.network, 'forbidden', ips, requesterOf(inv), error.message);
+    return error;
   }
 
   private takeFree(inv: CniInvocation, config: IpamConfig, set: RangeSet, index: number): bigint {
@@ -206,7 +224,7 @@ export class CniService {
       const named = sameGroup(entries, inv.group);
       const group = named.filter((entry) => mayClaim(entry, inv));
       if (named.length > 0 && group.length === 0) {
-        throw forbidden(inv, `reserved group "${inv.group}"`, [...new Set(named.flatMap((e) => e.namespaces ?? []))]);
+        throw this.refused(inv, forbidden(inv, `reserved group "${inv.group}"`, [...new Set(named.flatMap((e) => e.namespaces ?? []))]), []);
       }
       if (group.length === 0) {
         const known = [...new Set(entries.map((e) => e.group).filter((g): g is string => g !== null))];
@@ -255,6 +273,10 @@ function forbidden(inv: CniInvocation, what: string, namespaces: readonly string
     'RESERVED_FORBIDDEN',
     `${what} in network "${inv.network}" is only for namespaces ${namespaces.join(', ')}; ${who}; ask for another IP or group, or widen the entry's namespaces (reservoirctl reserved set ${inv.network} ENTRY --namespaces ...)`,
   );
+}
+
+function requesterOf(inv: CniInvocation): Requester {
+  return { app: inv.app ?? null, containerId: inv.attachment.containerId, ifname: inv.attachment.ifname, kind: inv.kind };
 }
 
 export function resultOf(config: IpamConfig, leases: readonly LeaseRecord[]): IpamResult {

@@ -1,4 +1,5 @@
 // reservoird's flags; each has an environment twin (RESERVOIR_*) for systemd units and pods.
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET } from '../src/defaults.js';
@@ -12,6 +13,29 @@ export interface DaemonFlags {
   readonly socketGroup: string | undefined;
   readonly logLevel: Level;
   readonly reclaimGraceMs: number | undefined;
+  readonly nodeName: string;
+  readonly httpListen: HttpListen | undefined;
+  readonly historyMaxAgeMs: number;
+  readonly historyMaxEvents: number;
+}
+
+/** Where --http-listen serves: a host (IPv4, IPv6 or a name) and a port (0: any free one). */
+export interface HttpListen {
+  readonly host: string;
+  readonly port: number;
+}
+
+export const DEFAULT_HISTORY_DAYS = 30;
+export const DEFAULT_HISTORY_EVENTS = 100_000;
+
+/** "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:9464", "localhost:9464". */
+export function parseHttpListen(text: string): HttpListen {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new Error(`--http-listen ${text}: give ADDR:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (the status page and /metrics; read-only)`);
+  }
+  return { host: match[1] ?? match[2]!, port };
 }
 
 export const USAGE = `usage: reservoird [options]
@@ -24,6 +48,12 @@ export const USAGE = `usage: reservoird [options]
   --log-level LEVEL    debug, info, warn or error (default info; env RESERVOIR_LOG_LEVEL)
   --reclaim-grace SECONDS  release a lease whose network namespace has been gone this long
                        (default 60; 0 disables; env RESERVOIR_RECLAIM_GRACE)
+  --node-name NAME     this node's name, shown as the node of every holder
+                       (default the host name; env RESERVOIR_NODE_NAME)
+  --http-listen ADDR:PORT  serve the read-only status page and /metrics over TCP
+                       (off by default; env RESERVOIR_HTTP_LISTEN)
+  --history-days DAYS  keep per-IP history this long (default ${DEFAULT_HISTORY_DAYS}; env RESERVOIR_HISTORY_DAYS)
+  --history-events N   and at most this many events (default ${DEFAULT_HISTORY_EVENTS}; env RESERVOIR_HISTORY_EVENTS)
 `;
 
 export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): DaemonFlags {
@@ -39,6 +69,10 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
         'socket-group': { type: 'string' },
         'log-level': { type: 'string' },
         'reclaim-grace': { type: 'string' },
+        'node-name': { type: 'string' },
+        'http-listen': { type: 'string' },
+        'history-days': { type: 'string' },
+        'history-events': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -56,7 +90,18 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
   const confDir = values['cni-conf-dir'] ?? env.RESERVOIR_CNI_CONF_DIR ?? '/etc/cni/net.d';
   const graceText = values['reclaim-grace'] ?? env.RESERVOIR_RECLAIM_GRACE;
   if (graceText !== undefined && !/^\d+(\.\d+)?$/.test(graceText)) throw new Error(`--reclaim-grace ${graceText}: give seconds, e.g. 60 (0 disables)`);
+  const nodeName = values['node-name'] ?? env.RESERVOIR_NODE_NAME ?? hostname();
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(nodeName)) throw new Error(`--node-name ${nodeName}: give a node name (letters, digits, ".", "-", "_")`);
+  const listenText = values['http-listen'] ?? env.RESERVOIR_HTTP_LISTEN;
+  const daysText = values['history-days'] ?? env.RESERVOIR_HISTORY_DAYS ?? String(DEFAULT_HISTORY_DAYS);
+  if (!/^\d+(\.\d+)?$/.test(daysText) || Number(daysText) <= 0) throw new Error(`--history-days ${daysText}: give a number of days above 0, e.g. 30`);
+  const eventsText = values['history-events'] ?? env.RESERVOIR_HISTORY_EVENTS ?? String(DEFAULT_HISTORY_EVENTS);
+  if (!/^[1-9]\d{0,9}$/.test(eventsText)) throw new Error(`--history-events ${eventsText}: give a whole number of events of at least 1, e.g. 100000`);
   return {
+    nodeName,
+    httpListen: listenText === undefined || listenText === '' ? undefined : parseHttpListen(listenText),
+    historyMaxAgeMs: Math.round(Number(daysText) * 86_400_000),
+    historyMaxEvents: Number(eventsText),
     reclaimGraceMs: graceText === undefined ? undefined : Math.round(Number(graceText) * 1000),
     socket: values.socket ?? env.RESERVOIR_SOCKET ?? DEFAULT_SOCKET,
     stateDir,

@@ -16,6 +16,8 @@ export class Networks {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly describeHolders: (network: string, family: 4 | 6, start: bigint, end: bigint) => string[],
+    /** Told (inside the transaction) whenever the reserved entries of a network were reconciled. */
+    private readonly reservedChanged: (network: string) => void = () => undefined,
   ) {}
 
   /** Record the network's config if it changed (call inside a transaction). */
@@ -105,6 +107,7 @@ export class Networks {
         now,
       );
     }
+    this.reservedChanged(name);
     if (problems.length > 0) {
       const known = new Set(this.conflicts.get(name));
       this.conflicts.set(name, problems);

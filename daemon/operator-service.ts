@@ -6,6 +6,7 @@ import type { IpamConfig } from '../src/config.js';
 import { checkReservedPlacement, describeInterval, isNetworkName, parseGroupName, parseNamespaceGlobs, parseReservedEntry } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type {
+  HistoryEntryView,
   LeasesResponse,
   LeaseView,
   ReleaseResponse,
@@ -13,41 +14,114 @@ import type {
   ReservedEntryView,
   ReservedIpView,
   ReservedListResponse,
+  ReservedPageResponse,
   UsageView,
 } from '../src/protocol.js';
 import { describeLease, freeReservedIps, holdersBetween } from './holders.js';
+import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
-import { reservedUsage } from './reserved-usage.js';
-import type { LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
+import type { HistoryRecord, LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const MAX_FREE_LISTED = 1024;
+/** A refused reserved change records at most this many of the IPs in use that stopped it. */
+export const HOLDERS_RECORDED = 20;
 
 export class OperatorService {
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
+    private readonly ledger: Ledger,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
 
+  /**
+   * How full each network is: the one computation behind `reservoirctl usage`, `reserved list`,
+   * the metrics and the status page. Lease counts come from the ledger (kept per commit, no scan);
+   * sizes from the config and the reserved entries.
+   */
   usage(network: string | undefined): UsageView[] {
     const names = network === undefined ? this.networks.names() : [network];
     return names.map((name) => {
-      const config = this.networks.get(name);
-      const counts = this.store.countLeases(name);
-      const reserved = reservedUsage(this.store, name, this.store.listReserved(name));
+      const size = sizeOf(this.networks.get(name));
+      let reservedTotal = 0n;
+      for (const entry of this.store.listReserved(name)) reservedTotal += entry.end - entry.start + 1n;
+      const { dynamic, reserved } = this.ledger.occupancy(name);
+      const reservedUsed = reserved.leased + reserved.held;
       return {
         network: name,
-        size: sizeOf(config).toString(),
-        dynamicInUse: counts.total - reserved.used,
-        reservedTotal: reserved.total.toString(),
-        reservedUsed: reserved.used,
-        reservedFree: reserved.free.toString(),
-        held: counts.held,
-        attached: counts.total - counts.held,
+        size: size.toString(),
+        dynamicSize: (size - reservedTotal).toString(),
+        dynamicInUse: dynamic.leased + dynamic.held,
+        dynamicHeld: dynamic.held,
+        reservedTotal: reservedTotal.toString(),
+        reservedUsed,
+        reservedHeld: reserved.held,
+        reservedFree: (reservedTotal - BigInt(reservedUsed)).toString(),
+        held: dynamic.held + reserved.held,
+        attached: dynamic.leased + reserved.leased,
       };
     });
+  }
+
+  /** The last `limit` events of a network or of one of its IPs, oldest first. */
+  history(network: string, ipText: string | undefined, limit: number): HistoryEntryView[] {
+    this.networks.get(network);
+    let ip: { family: 4 | 6; ip: bigint } | undefined;
+    if (ipText !== undefined) {
+      const parsed = parseReservedEntry(ipText, 'ip');
+      if (parsed.start !== parsed.end) throw new ReservoirError('BAD_REQUEST', `ip=${ipText}: give one IP address, not a range`);
+      ip = { family: parsed.family, ip: parsed.start };
+    }
+    return this.store.history(network, ip, limit).map(historyView);
+  }
+
+  /** The most recent events of every network, oldest first (the status page). */
+  recentHistory(limit: number): HistoryEntryView[] {
+    return this.store.history(undefined, undefined, limit).map(historyView);
+  }
+
+  /**
+   * One page of a network's reserved IPs in address order, grouped by entry, each with its state
+   * and holder: the status page draws a page, never every IP of a /16. `used` skips free IPs.
+   * Costs a range count per entry plus the page itself.
+   */
+  reservedPage(network: string, state: 'all' | 'used', offset: number, limit: number): ReservedPageResponse {
+    this.networks.get(network);
+    const entries = this.store.listReserved(network);
+    const ips: ReservedIpView[] = [];
+    let total = 0n;
+    let skip = BigInt(offset);
+    for (const entry of entries) {
+      const size = state === 'used' ? BigInt(this.store.countLeasesBetween(network, entry.family, entry.start, entry.end)) : entry.end - entry.start + 1n;
+      total += size;
+      if (ips.length >= limit) continue;
+      if (skip >= size) {
+        skip -= size;
+        continue;
+      }
+      const want = limit - ips.length;
+      if (state === 'used') {
+        const leases = this.store.leasesBetween(network, entry.family, entry.start, entry.end, Number(skip) + want);
+        for (const lease of leases.slice(Number(skip))) ips.push(this.ipView(entry, lease, lease.ip));
+      } else {
+        const from = entry.start + skip;
+        const to = min(entry.end, from + BigInt(want) - 1n);
+        const leases = new Map(this.store.leasesBetween(network, entry.family, from, to, want).map((l) => [l.ip, l]));
+        for (let x = from; x <= to; x++) ips.push(this.ipView(entry, leases.get(x), x));
+      }
+      skip = 0n;
+    }
+    return {
+      network,
+      usage: this.usage(network)[0]!,
+      entries: entries.map((entry) => this.entryView(entry)),
+      state,
+      offset,
+      total: total.toString(),
+      ips,
+    };
   }
 
   /**
@@ -90,7 +164,7 @@ export class OperatorService {
     if (filter !== 'free') {
       for (const entry of entries) {
         for (const lease of this.store.leasesBetween(network, entry.family, entry.start, entry.end, Number.MAX_SAFE_INTEGER)) {
-          ips.push({ order: lease.ip, family: entry.family, view: ipView(entry, lease, lease.ip) });
+          ips.push({ order: lease.ip, family: entry.family, view: this.ipView(entry, lease, lease.ip) });
         }
       }
     }
@@ -98,7 +172,7 @@ export class OperatorService {
     if (filter !== 'used') {
       const free = freeReservedIps(this.store, network, entries, MAX_FREE_LISTED + 1);
       freeTruncated = free.length > MAX_FREE_LISTED;
-      for (const f of free.slice(0, MAX_FREE_LISTED)) ips.push({ order: f.value, family: f.family, view: ipView(f.entry, undefined, f.value) });
+      for (const f of free.slice(0, MAX_FREE_LISTED)) ips.push({ order: f.value, family: f.family, view: this.ipView(f.entry, undefined, f.value) });
     }
     ips.sort((a, b) => a.family - b.family || (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
     return {
@@ -107,6 +181,7 @@ export class OperatorService {
       ips: ips.map((item) => item.view),
       freeTruncated,
       conflicts: this.networks.conflicts.get(network) ?? [],
+      usage: this.usage(network)[0]!,
     };
   }
 
@@ -126,6 +201,7 @@ export class OperatorService {
         namespaces: parseNamespaces(body.namespaces),
       };
       this.store.insertReserved(record, this.now());
+      this.ledger.reservedChanged(network);
       this.log.info('reserved entry added', { network, entry: record.entry, group: record.group });
       return this.entryView(this.findEntry(network, body.entry));
     });
@@ -149,10 +225,9 @@ export class OperatorService {
       }
       const holders = leaving.flatMap(([start, end]) => holdersBetween(this.store, network, current.family, start, end));
       if (holders.length > 0) {
-        throw new ReservoirError(
-          'RESERVED_IN_USE',
-          `cannot change reserved entry "${current.entry}" in network "${network}": IPs it would ${group !== current.group ? 'regroup' : 'drop'} are in use by ${holders.join(', ')}; release them first`,
-        );
+        const message = `cannot change reserved entry "${current.entry}" in network "${network}": IPs it would ${group !== current.group ? 'regroup' : 'drop'} are in use by ${holders.join(', ')}; release them first`;
+        this.refuseChange(network, current.family, leaving, message);
+        throw new ReservoirError('RESERVED_IN_USE', message);
       }
       this.checkPlacement(network, config, target, current.id);
       const joining: Array<[bigint, bigint]> = [];
@@ -161,6 +236,7 @@ export class OperatorService {
       this.refuseTakingInUse(network, target.family, joining, body.to ?? body.entry);
       const entry = body.to === undefined ? current.entry : body.to.trim();
       this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry, namespaces });
+      this.ledger.reservedChanged(network);
       this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group, namespaces });
       return this.entryView(this.findEntry(network, entry));
     });
@@ -172,13 +248,13 @@ export class OperatorService {
       const entry = this.findEntry(network, entryText);
       const holders = holdersBetween(this.store, network, entry.family, entry.start, entry.end);
       if (holders.length > 0) {
-        throw new ReservoirError(
-          'RESERVED_IN_USE',
-          `cannot delete reserved entry "${entry.entry}" in network "${network}": in use by ${holders.join(', ')}; release them first`,
-        );
+        const message = `cannot delete reserved entry "${entry.entry}" in network "${network}": in use by ${holders.join(', ')}; release them first`;
+        this.refuseChange(network, entry.family, [[entry.start, entry.end]], message);
+        throw new ReservoirError('RESERVED_IN_USE', message);
       }
       const view = this.entryView(entry);
       this.store.deleteReserved(entry.id);
+      this.ledger.reservedChanged(network);
       this.log.info('reserved entry removed', { network, entry: entry.entry });
       return view;
     });
@@ -193,7 +269,7 @@ export class OperatorService {
       if (attached) {
         throw new ReservoirError('HOLD_ATTACHED', `app "${app}" is still attached (${describeLease(attached)}); delete the pod first, then release`);
       }
-      for (const hold of holds) this.store.deleteLease(network, hold.family, hold.ip);
+      for (const hold of holds) this.ledger.remove(hold, 'operator');
       this.log.info('stateful hold released', { network, app, by: 'operator' });
       return { released: holds.map((h) => formatValue(h.family, h.ip)) };
     });
@@ -206,7 +282,7 @@ export class OperatorService {
       const config = this.networks.get(name);
       if (config.holdForMs === undefined) continue;
       for (const hold of this.store.detachedBefore(name, this.now() - config.holdForMs)) {
-        this.store.deleteLease(name, hold.family, hold.ip);
+        this.ledger.remove(hold, 'hold_expired');
         this.log.info('stateful hold expired', { network: name, app: hold.app, ip: formatValue(hold.family, hold.ip) });
         expired++;
       }
@@ -218,11 +294,31 @@ export class OperatorService {
   private refuseTakingInUse(network: string, family: 4 | 6, spans: Array<[bigint, bigint]>, entry: string): void {
     const holders = spans.flatMap(([start, end]) => holdersBetween(this.store, network, family, start, end));
     if (holders.length > 0) {
-      throw new ReservoirError(
-        'RESERVED_IN_USE',
-        `cannot reserve "${entry}" in network "${network}": some of its IPs are in use by ${holders.join(', ')}; reserve around them, or wait until they are released`,
-      );
+      const message = `cannot reserve "${entry}" in network "${network}": some of its IPs are in use by ${holders.join(', ')}; reserve around them, or wait until they are released`;
+      this.refuseChange(network, family, spans, message);
+      throw new ReservoirError('RESERVED_IN_USE', message);
     }
+  }
+
+  /** A refused change of a reserved entry goes into the history of the IPs in use that stopped it (up to HOLDERS_RECORDED). */
+  private refuseChange(network: string, family: 4 | 6, spans: ReadonlyArray<readonly [bigint, bigint]>, message: string): void {
+    const leases = spans.flatMap(([start, end]) => this.store.leasesBetween(network, family, start, end, HOLDERS_RECORDED)).slice(0, HOLDERS_RECORDED);
+    const ips = leases.map((lease) => ({ family: lease.family, ip: lease.ip, holder: describeLease(lease) }));
+    this.ledger.refuse(network, 'refused_change', ips, { app: 'operator', containerId: null, ifname: null, kind: null }, message);
+  }
+
+  private ipView(entry: ReservedRecord, lease: LeaseRecord | undefined, value: bigint): ReservedIpView {
+    return {
+      ip: formatValue(entry.family, value),
+      entry: entry.entry,
+      group: entry.group,
+      state: lease === undefined ? 'free' : lease.containerId === null ? 'held' : 'leased',
+      attachment: lease?.containerId ? `${lease.containerId}/${lease.ifname}` : null,
+      app: lease?.app ?? null,
+      kind: lease?.kind ?? null,
+      since: lease?.createdAt ?? null,
+      node: lease === undefined ? null : this.ledger.node,
+    };
   }
 
   private findEntry(network: string, text: string): ReservedRecord {
@@ -281,15 +377,21 @@ export function decodeLeaseCursor(cursor: string): LeasePosition {
   return { network: match[1]!, family, ip: fromKey((family === 4 ? match[3] : match[5])!) };
 }
 
-function ipView(entry: ReservedRecord, lease: LeaseRecord | undefined, value: bigint): ReservedIpView {
+export function historyView(record: HistoryRecord): HistoryEntryView {
   return {
-    ip: formatValue(entry.family, value),
-    entry: entry.entry,
-    group: entry.group,
-    state: lease === undefined ? 'free' : lease.containerId === null ? 'held' : 'leased',
-    attachment: lease?.containerId ? `${lease.containerId}/${lease.ifname}` : null,
-    app: lease?.app ?? null,
-    kind: lease?.kind ?? null,
+    id: record.id,
+    at: record.at,
+    network: record.network,
+    ip: formatValue(record.family, record.ip),
+    event: record.event,
+    reason: record.reason,
+    app: record.app,
+    containerId: record.containerId,
+    ifname: record.ifname,
+    kind: record.kind,
+    node: record.node,
+    holder: record.holder,
+    detail: record.detail,
   };
 }
 

@@ -75,7 +75,7 @@ export class NetnsReconciler {
     for (const seen of due) {
       const lease = this.store.leaseAt(network, seen.family, seen.ip);
       if (!lease || lease.containerId !== seen.containerId || lease.ifname !== seen.ifname || lease.netns !== seen.netns) continue;
-      this.cni.release(lease);
+      this.cni.release(lease, 'netns_gone');
       this.missingSince.delete(`${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`);
       released++;
       this.log.info('released a lease whose network namespace is gone', {

@@ -9,6 +9,8 @@ import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
 import {
+  HISTORY_DEFAULT,
+  HISTORY_MAX,
   type HealthResponse,
   LEASES_PAGE_DEFAULT,
   LEASES_PAGE_MAX,
@@ -20,6 +22,7 @@ import {
 import type { CniService } from './cni-service.js';
 import type { Logger } from './log.js';
 import type { NetnsRootView } from './netns-view.js';
+import type { Metrics } from './metrics.js';
 import type { OperatorService } from './operator-service.js';
 import type { Store } from './store.js';
 import type { WriteQueue } from './write-queue.js';
@@ -37,6 +40,7 @@ export interface ServerDeps {
   readonly reclaimed: () => number;
   /** Which netns directories the daemon can see (no reclaim or take-over where it cannot). */
   readonly netns: () => readonly NetnsRootView[];
+  readonly metrics: Metrics;
 }
 
 interface Call {
@@ -54,9 +58,49 @@ function refuseLate(deadline: number | undefined): void {
   }
 }
 
-/** A handler answers with a JSON value, or with a file to stream (backups). */
-type Answer = unknown | { readonly stream: string; readonly cleanup: () => Promise<void> };
+/** A handler answers with a JSON value, a file to stream (backups) or a text (metrics). */
+type Answer = unknown | { readonly stream: string; readonly cleanup: () => Promise<void> } | TextAnswer;
 type Handler = (call: Call) => Answer | Promise<Answer>;
+
+/** A non-JSON answer: the Prometheus exposition, the status page. */
+export class TextAnswer {
+  constructor(
+    readonly contentType: string,
+    readonly text: string,
+  ) {}
+}
+
+/** Send a text answer (200). */
+export function sendText(res: ServerResponse, answer: TextAnswer): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(200, ['content-type', answer.contentType, 'content-length', String(Buffer.byteLength(answer.text))]);
+  res.end(answer.text);
+}
+
+/** ?limit= of a history listing: 1..HISTORY_MAX, HISTORY_DEFAULT when absent. */
+export function historyLimit(query: URLSearchParams): number {
+  const text = query.get('limit');
+  if (text === null) return HISTORY_DEFAULT;
+  if (!/^[1-9][0-9]{0,5}$/.test(text) || Number(text) > HISTORY_MAX) {
+    throw new ReservoirError('BAD_REQUEST', `limit must be a whole number from 1 to ${HISTORY_MAX} (default ${HISTORY_DEFAULT})`);
+  }
+  return Number(text);
+}
+
+/** Count and time a CNI call for the metrics: code 0 when it succeeded, else its CNI error code. */
+function timed(metrics: Metrics, command: LeaseCommand, handler: Handler): Handler {
+  return async (call) => {
+    const started = performance.now();
+    try {
+      const answer = await handler(call);
+      metrics.cniRequest(command, 0, (performance.now() - started) / 1000);
+      return answer;
+    } catch (err) {
+      metrics.cniRequest(command, asReservoirError(err).code, (performance.now() - started) / 1000);
+      throw err;
+    }
+  };
+}
 
 const startedAt = Date.now();
 
@@ -130,32 +174,32 @@ function pageLimit(query: URLSearchParams): number {
 }
 
 export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
-  const { cni, operator, queue, store } = deps;
+  const { cni, operator, queue, store, metrics } = deps;
   let backups = 0;
   return {
-    cniAdd: ({ body, deadline }) => {
+    cniAdd: timed(metrics, 'ADD', ({ body, deadline }) => {
       const inv = cniInvocation('ADD', body);
       return queue.run(() => {
         refuseLate(deadline);
         return { result: cni.add(inv) };
       });
-    },
-    cniDel: ({ body }) => {
+    }),
+    cniDel: timed(metrics, 'DEL', ({ body }) => {
       const inv = cniInvocation('DEL', body);
       return queue.run(() => (cni.del(inv), {}));
-    },
-    cniCheck: ({ body }) => {
+    }),
+    cniCheck: timed(metrics, 'CHECK', ({ body }) => {
       const inv = cniInvocation('CHECK', body);
       return queue.run(() => (cni.check(inv), {}));
-    },
-    cniGc: ({ body }) => {
+    }),
+    cniGc: timed(metrics, 'GC', ({ body }) => {
       const inv = cniInvocation('GC', body);
       return queue.run(() => cni.gc(inv));
-    },
-    cniStatus: ({ body }) => {
+    }),
+    cniStatus: timed(metrics, 'STATUS', ({ body }) => {
       const inv = cniInvocation('STATUS', body);
       return queue.run(() => cni.status(inv));
-    },
+    }),
     health: () => {
       const counts = store.countLeases(undefined);
       return {
@@ -192,6 +236,11 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       const network = stringField(obj, 'network')!;
       const app = stringField(obj, 'app')!;
       return queue.run(() => operator.release(network, app));
+    },
+    history: ({ params, query }) => ({ events: operator.history(params.network!, query.get('ip') ?? undefined, historyLimit(query)) }),
+    metrics: async () => {
+      const { contentType, text } = await metrics.exposition();
+      return new TextAnswer(contentType, text);
     },
     backup: async () => {
       const path = join(deps.stateDir, `.backup-${process.pid}-${++backups}.db`);
@@ -298,7 +347,7 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 const bigintAsString = (_key: string, value: unknown) => (typeof value === 'bigint' ? value.toString() : value);
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent || res.destroyed) return;
   let text: string;
   try {
@@ -322,7 +371,7 @@ const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 /** Characters new URL() would escape, strip or cut at in a query (URLSearchParams decodes the escapes again). */
 const URL_SPECIAL_IN_QUERY = /[#\s"<>`{}|\\^]/;
 
-function target(url: string): { path: string; query: URLSearchParams } {
+export function target(url: string): { path: string; query: URLSearchParams } {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
   const query = q < 0 ? '' : url.slice(q + 1);
@@ -346,6 +395,10 @@ export function createApiServer(deps: ServerDeps): Server {
       const deadlineHeader = req.headers[DEADLINE_HEADER];
       const deadline = typeof deadlineHeader === 'string' && /^\d{1,16}$/.test(deadlineHeader) ? Number(deadlineHeader) : undefined;
       const answer = await found.handler({ params: found.params, query: url.query, body, deadline });
+      if (answer instanceof TextAnswer) {
+        sendText(res, answer);
+        return;
+      }
       if (answer && typeof answer === 'object' && 'stream' in answer) {
         const { stream, cleanup } = answer as { stream: string; cleanup: () => Promise<void> };
         res.writeHead(200, { 'content-type': 'application/vnd.sqlite3' });

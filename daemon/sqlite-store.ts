@@ -7,7 +7,7 @@ import type { AppKind } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Span } from './allocator.js';
 import { loadSqliteAddon } from './native-addon.js';
-import type { LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
+import type { HistoryEventKind, HistoryRecord, LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
 
 /** Each entry upgrades the schema by one version; never edit a released one, append instead. */
 export const MIGRATIONS: readonly string[] = [
@@ -70,6 +70,28 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE reserved ADD COLUMN namespaces TEXT;
   `,
+  // 3: per-IP history (claims, holds, releases, refusals), written in the transaction of the
+  // lease change; ids increase, and retention drops the oldest.
+  `
+  CREATE TABLE history (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    network TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    ip TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('claim', 'hold', 'release', 'refusal')),
+    reason TEXT NOT NULL,
+    app TEXT,
+    container_id TEXT,
+    ifname TEXT,
+    kind TEXT,
+    node TEXT,
+    holder TEXT,
+    detail TEXT
+  );
+  CREATE INDEX history_by_ip ON history (network, family, ip, id);
+  CREATE INDEX history_by_network ON history (network, id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -99,6 +121,42 @@ interface ReservedRow {
   source: string;
   entry: string;
   namespaces: string | null;
+}
+
+interface HistoryRow {
+  id: number;
+  at: number;
+  network: string;
+  family: number;
+  ip: string;
+  event: string;
+  reason: string;
+  app: string | null;
+  container_id: string | null;
+  ifname: string | null;
+  kind: string | null;
+  node: string | null;
+  holder: string | null;
+  detail: string | null;
+}
+
+function toHistory(row: HistoryRow): HistoryRecord {
+  return {
+    id: row.id,
+    at: row.at,
+    network: row.network,
+    family: row.family as Family,
+    ip: fromKey(row.ip),
+    event: row.event as HistoryEventKind,
+    reason: row.reason,
+    app: row.app,
+    containerId: row.container_id,
+    ifname: row.ifname,
+    kind: row.kind as AppKind | null,
+    node: row.node,
+    holder: row.holder,
+    detail: row.detail,
+  };
 }
 
 const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at';
@@ -172,6 +230,10 @@ export class SqliteStore implements Store {
    * by every reserved write and every rollback; this process is the store's only writer.
    */
   private readonly reservedByNetwork = new Map<string, ReservedRecord[]>();
+  /** onCommit effects of the open transaction, in the order registered. */
+  private effects: Array<() => void> = [];
+  /** commitRegardless writes waiting for the end of the outermost transaction. */
+  private regardless: Array<() => void> = [];
 
   private constructor(db: Database.Database, path: string) {
     this.db = db;
@@ -207,11 +269,65 @@ export class SqliteStore implements Store {
   }
 
   transaction<T>(fn: () => T): T {
+    const outermost = !this.db.inTransaction;
+    const mark = this.effects.length;
+    let result: T;
     try {
-      return (this.db.inTransaction ? this.inTransaction(fn) : this.inTransaction.immediate(fn)) as T;
+      result = (outermost ? this.inTransaction.immediate(() => this.withRegardless(fn)) : this.inTransaction(fn)) as T;
     } catch (err) {
       this.reservedByNetwork.clear(); // what it read may have been rolled back
+      this.effects.length = mark;
+      if (outermost && this.regardless.length > 0) {
+        // fn failed before the end: the writes it asked to keep get a transaction of their own
+        try {
+          this.inTransaction.immediate(() => this.drainRegardless());
+        } catch {
+          this.effects.length = 0; // the store cannot be written: nothing of it happened
+        }
+        this.runEffects();
+      }
       throw storeError(err, this.path);
+    }
+    if (outermost) this.runEffects();
+    return result;
+  }
+
+  onCommit(effect: () => void): void {
+    if (this.db.inTransaction) this.effects.push(effect);
+    else effect();
+  }
+
+  commitRegardless(write: () => void): void {
+    if (this.db.inTransaction) this.regardless.push(write);
+    else this.transaction(write);
+  }
+
+  private withRegardless<T>(fn: () => T): T {
+    const result = fn();
+    this.drainRegardless();
+    return result;
+  }
+
+  private drainRegardless(): void {
+    while (this.regardless.length > 0) {
+      const write = this.regardless.shift()!;
+      try {
+        this.transaction(write);
+      } catch {
+        // a record that cannot be written must not fail the commit of the others
+      }
+    }
+  }
+
+  private runEffects(): void {
+    const effects = this.effects;
+    this.effects = [];
+    for (const effect of effects) {
+      try {
+        effect();
+      } catch (err) {
+        process.emitWarning(`reservoird: an after-commit effect failed: ${String((err as Error)?.stack ?? err)}`);
+      }
     }
   }
 
@@ -272,6 +388,11 @@ export class SqliteStore implements Store {
     const from = after !== undefined && after.network === network ? after : undefined;
     const rows = this.sql.networkLeasesAfter.all(network, from?.family ?? 0, from ? toKey(from.family, from.ip) : '', limit);
     return (rows as LeaseRow[]).map(toLease);
+  }
+
+  leaseCountsBetween(network: string, family: Family, start: bigint, end: bigint): { total: number; held: number } {
+    const row = this.sql.countsBetween.get(network, family, toKey(family, start), toKey(family, end)) as { total: number; held: number | null };
+    return { total: row.total, held: row.held ?? 0 };
   }
 
   countLeases(network: string | undefined): { total: number; held: number } {
@@ -400,6 +521,44 @@ export class SqliteStore implements Store {
     this.sql.deleteReserved.run(id);
   }
 
+  appendHistory(event: Omit<HistoryRecord, 'id'>): number {
+    const info = this.sql.insertHistory.run(
+      event.at,
+      event.network,
+      event.family,
+      toKey(event.family, event.ip),
+      event.event,
+      event.reason,
+      event.app,
+      event.containerId,
+      event.ifname,
+      event.kind,
+      event.node,
+      event.holder,
+      event.detail,
+    );
+    return Number(info.lastInsertRowid);
+  }
+
+  history(network: string | undefined, ip: { family: Family; ip: bigint } | undefined, limit: number, before = Number.MAX_SAFE_INTEGER): HistoryRecord[] {
+    let rows: HistoryRow[];
+    if (network === undefined) rows = this.sql.historyAll.all(before, limit) as HistoryRow[];
+    else if (ip === undefined) rows = this.sql.historyOfNetwork.all(network, before, limit) as HistoryRow[];
+    else rows = this.sql.historyOfIp.all(network, ip.family, toKey(ip.family, ip.ip), before, limit) as HistoryRow[];
+    return rows.reverse().map(toHistory);
+  }
+
+  pruneHistory(before: number, keep: number, chunk: number): number {
+    // Ids have no gaps but at the oldest end (only the oldest are ever deleted), so the newest
+    // `keep` are those above max - keep.
+    const bounds = this.sql.historyBounds.get() as { lo: number | null; hi: number | null };
+    if (bounds.lo === null || bounds.hi === null) return 0;
+    const byCount = Math.min(bounds.hi - keep + 1, bounds.lo + chunk);
+    let removed = byCount > bounds.lo ? this.sql.deleteHistoryBelow.run(byCount).changes : 0;
+    if (removed < chunk) removed += this.sql.deleteHistoryOlder.run(chunk - removed, before).changes;
+    return removed;
+  }
+
   async backupTo(path: string): Promise<void> {
     try {
       await this.db.backup(path);
@@ -486,6 +645,18 @@ function prepareStatements(db: Database.Database) {
     // "network = ? AND (network, family, ip) > (...)" seeks on the network alone and scans it.
     leasesAfter: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE (network, family, ip) > (?, ?, ?) ORDER BY network, family, ip LIMIT ?`),
     networkLeasesAfter: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`),
+    countsBetween: db.prepare(
+      'SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ?',
+    ),
+    insertHistory: db.prepare(
+      'INSERT INTO history (at, network, family, ip, event, reason, app, container_id, ifname, kind, node, holder, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    historyAll: db.prepare('SELECT * FROM history WHERE id < ? ORDER BY id DESC LIMIT ?'),
+    historyOfNetwork: db.prepare('SELECT * FROM history WHERE network = (SELECT ?) AND id < ? ORDER BY id DESC LIMIT ?'),
+    historyOfIp: db.prepare('SELECT * FROM history WHERE network = (SELECT ?) AND family = (SELECT ?) AND ip = (SELECT ?) AND id < ? ORDER BY id DESC LIMIT ?'),
+    historyBounds: db.prepare('SELECT min(id) AS lo, max(id) AS hi FROM history'),
+    deleteHistoryBelow: db.prepare('DELETE FROM history WHERE id < ?'),
+    deleteHistoryOlder: db.prepare('DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?) AND at < ?'),
     countAll: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases'),
     countNetwork: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ?'),
     attachedLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL`),

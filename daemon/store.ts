@@ -41,6 +41,30 @@ export interface ReservedRecord {
   readonly namespaces: readonly string[] | null;
 }
 
+export type HistoryEventKind = 'claim' | 'hold' | 'release' | 'refusal';
+
+/** One line of an IP's history: a claim, a hold (stateful, detached), a release or a refusal. */
+export interface HistoryRecord {
+  /** Assigned by the store, increasing: the order of events. */
+  readonly id: number;
+  readonly at: number;
+  readonly network: string;
+  readonly family: Family;
+  readonly ip: bigint;
+  readonly event: HistoryEventKind;
+  /** Why (a release: del, gc, netns_gone, ...; a refusal: lost_race, in_use, ...). */
+  readonly reason: string;
+  /** Who: the claimant, the holder released, or who asked and was refused. */
+  readonly app: string | null;
+  readonly containerId: string | null;
+  readonly ifname: string | null;
+  readonly kind: AppKind | null;
+  readonly node: string | null;
+  /** A refusal: who held the IP. */
+  readonly holder: string | null;
+  readonly detail: string | null;
+}
+
 export interface NetworkRecord {
   readonly name: string;
   /** The ipam object as JSON text, parsed again with the same validator on load. */
@@ -53,6 +77,18 @@ export interface Store {
   transaction<T>(fn: () => T): T;
   /** Like transaction, but for a batch of independent units sharing one commit (group commit). */
   batch(units: ReadonlyArray<() => void>): void;
+  /**
+   * Run `effect` once the outermost transaction has committed (metrics, pushes to watchers);
+   * dropped if the transaction that registered it, or any around it, rolls back.
+   */
+  onCommit(effect: () => void): void;
+  /**
+   * Write in the same commit as the current transaction even when the unit asking rolls back:
+   * the history of a refused request. Runs at the end of the outermost transaction, in a
+   * savepoint of its own; outside a transaction, or when the outermost one rolls back, in a
+   * transaction of its own.
+   */
+  commitRegardless(write: () => void): void;
 
   getNetwork(name: string): NetworkRecord | undefined;
   putNetwork(name: string, ipam: string, now: number): void;
@@ -64,6 +100,8 @@ export interface Store {
   /** Leases inside [start, end], in address order, at most `limit`. */
   leasesBetween(network: string, family: Family, start: bigint, end: bigint, limit: number): LeaseRecord[];
   countLeasesBetween(network: string, family: Family, start: bigint, end: bigint): number;
+  /** Leases inside [start, end], and how many of them are held (no container). */
+  leaseCountsBetween(network: string, family: Family, start: bigint, end: bigint): { total: number; held: number };
   /**
    * Leases of one network (all when undefined) after `after` (exclusive; from the first when
    * undefined) in (network, family, ip) order, at most `limit`: a listing read page by page.
@@ -91,6 +129,19 @@ export interface Store {
   insertReserved(record: Omit<ReservedRecord, 'id'>, now: number): void;
   updateReserved(id: number, record: Omit<ReservedRecord, 'id' | 'network' | 'source'>): void;
   deleteReserved(id: number): void;
+
+  /** Append an event; returns its id. */
+  appendHistory(event: Omit<HistoryRecord, 'id'>): number;
+  /**
+   * The last `limit` events (before id `before`, when given) of a network, or of one of its IPs,
+   * or of every network when network is undefined; oldest first.
+   */
+  history(network: string | undefined, ip: { family: Family; ip: bigint } | undefined, limit: number, before?: number): HistoryRecord[];
+  /**
+   * Drop the oldest events: those beyond the newest `keep`, and those older than `before` (ms),
+   * at most `chunk` per call (a call is one unit of work). Returns how many went.
+   */
+  pruneHistory(before: number, keep: number, chunk: number): number;
 
   /** A consistent copy of the whole store, written by the store to a path it chose. */
   backupTo(path: string): Promise<void>;

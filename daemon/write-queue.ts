@@ -25,6 +25,8 @@ export class WriteQueue {
     private readonly maxBatch = 256,
     /** How long a batch may keep collecting units that keep arriving, at most (ms). */
     private readonly maxWaitMs = 4,
+    /** Told how long each committed batch took (seconds), for the metrics. */
+    private readonly observeCommit: (seconds: number) => void = () => undefined,
   ) {}
 
   run<T>(fn: () => T): Promise<T> {
@@ -62,6 +64,7 @@ export class WriteQueue {
     this.arrived = false;
     if (this.pending.length > 0) this.schedule();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const started = performance.now();
     try {
       this.store.batch(
         items.map((item, i) => () => {
@@ -76,6 +79,7 @@ export class WriteQueue {
       for (const item of items) item.reject(commitError);
       return;
     }
+    this.observeCommit((performance.now() - started) / 1000);
     this.stats.batches++;
     this.stats.units += items.length;
     items.forEach((item, i) => {

@@ -50,6 +50,7 @@ export const ErrorCodes = define({
   NOT_FOUND: { code: 115, http: 404, meaning: 'no such API endpoint' },
   REQUEST_TOO_LARGE: { code: 116, http: 413, meaning: 'request body over the size limit' },
   RESERVED_FORBIDDEN: { code: 117, http: 403, meaning: "the requested reserved IP or group is only for other namespaces (the message names them)" },
+  METHOD_NOT_ALLOWED: { code: 122, http: 405, meaning: 'the read-only status port (--http-listen) answers GET and HEAD only' },
 });
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -66,6 +66,23 @@ export interface ReservedIpView {
   readonly attachment: string | null;
   readonly app: string | null;
   readonly kind: AppKind | null;
+  /** When the holder got the IP (epoch ms), when leased or held. */
+  readonly since: number | null;
+  /** The node of the holder, when leased or held. */
+  readonly node: string | null;
+}
+
+/** GET /api/networks/:network/reserved (status page): one page of a network's reserved IPs, grouped by entry, in address order. */
+export interface ReservedPageResponse {
+  readonly network: string;
+  readonly usage: UsageView;
+  readonly entries: readonly ReservedEntryView[];
+  /** Which IPs: all, or only those in use (leased or held). */
+  readonly state: 'all' | 'used';
+  readonly offset: number;
+  /** How many IPs match in all (decimal string: entries may be huge). */
+  readonly total: string;
+  readonly ips: readonly ReservedIpView[];
 }
 
 export interface ReservedListResponse {
@@ -76,6 +93,8 @@ export interface ReservedListResponse {
   readonly freeTruncated: boolean;
   /** Entries of the config file's `reserved` list that could not be applied, and why. */
   readonly conflicts: readonly string[];
+  /** The network's counts: the same numbers as `usage`, the metrics and the status page. */
+  readonly usage: UsageView;
 }
 
 export interface ReservedChangeBody {
@@ -91,13 +110,61 @@ export interface UsageView {
   readonly network: string;
   /** Allocatable addresses (decimal string: an IPv6 /64 does not fit a JSON number). */
   readonly size: string;
+  /** Allocatable addresses outside reserved entries. */
+  readonly dynamicSize: string;
+  /** Dynamic IPs leased or held. */
   readonly dynamicInUse: number;
+  /** Of those, held by a stateful app with no container. */
+  readonly dynamicHeld: number;
   readonly reservedTotal: string;
+  /** Reserved IPs leased or held. */
   readonly reservedUsed: number;
+  /** Of those, held by a stateful app with no container. */
+  readonly reservedHeld: number;
   readonly reservedFree: string;
+  /** All held IPs (dynamic and reserved). */
   readonly held: number;
+  /** All IPs with a container attached. */
   readonly attached: number;
 }
+
+/** One event of an IP's history, as the CLI and the status page show it. */
+export interface HistoryEntryView {
+  readonly id: number;
+  /** Epoch ms. */
+  readonly at: number;
+  readonly network: string;
+  readonly ip: string;
+  /** claim, hold (stateful IP kept with no container), release, refusal. */
+  readonly event: 'claim' | 'hold' | 'release' | 'refusal';
+  /** claim: requested, group, dynamic, reattached, takeover; hold/release: del, gc, netns_gone, hold_expired, operator, replaced; refusal: lost_race, in_use, forbidden, refused_change. */
+  readonly reason: string;
+  readonly app: string | null;
+  readonly containerId: string | null;
+  readonly ifname: string | null;
+  readonly kind: AppKind | null;
+  readonly node: string | null;
+  /** A refusal: who held the IP. */
+  readonly holder: string | null;
+  readonly detail: string | null;
+}
+
+export interface HistoryResponse {
+  /** Oldest first. */
+  readonly events: readonly HistoryEntryView[];
+}
+
+/** GET /api/status (status page): the node, every network's counts and the recent events. */
+export interface StatusView {
+  readonly node: string;
+  readonly version: string;
+  readonly networks: readonly UsageView[];
+  readonly events: readonly HistoryEntryView[];
+}
+
+/** How many events `reservoirctl history` and the API return unless asked, and at most. */
+export const HISTORY_DEFAULT = 100;
+export const HISTORY_MAX = 10_000;
 
 export interface LeaseView {
   readonly network: string;
@@ -167,6 +234,21 @@ export const ROUTES = {
   reservedRemove: { method: 'DELETE', path: '/v1/networks/:network/reserved' },
   release: { method: 'POST', path: '/v1/release' },
   backup: { method: 'GET', path: '/v1/backup' },
+  history: { method: 'GET', path: '/v1/networks/:network/history' },
+  metrics: { method: 'GET', path: '/metrics' },
+} as const;
+
+/**
+ * The read-only routes of --http-listen (TCP): the status page, the metrics and what the page
+ * reads. Nothing else is served there: every other method answers 405, every other path 404.
+ */
+export const STATUS_ROUTES = {
+  page: '/',
+  metrics: '/metrics',
+  status: '/api/status',
+  reserved: '/api/networks/:network/reserved',
+  history: '/api/networks/:network/history',
+  events: '/api/events',
 } as const;
 
 export type RouteName = keyof typeof ROUTES;

@@ -87,7 +87,19 @@ describe('reservoirctl', () => {
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual({
       networks: [
-        { network: 'testnet', size: '253', dynamicInUse: 1, reservedTotal: '10', reservedUsed: 0, reservedFree: '10', held: 0, attached: 1 },
+        {
+          network: 'testnet',
+          size: '253',
+          dynamicSize: '243',
+          dynamicInUse: 1,
+          dynamicHeld: 0,
+          reservedTotal: '10',
+          reservedUsed: 0,
+          reservedHeld: 0,
+          reservedFree: '10',
+          held: 0,
+          attached: 1,
+        },
       ],
     });
     const unknown = await ctl('usage', 'nosuchnet');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniService } from '../../daemon/cni-service.js';
 import { holdersBetween } from '../../daemon/holders.js';
+import { Ledger } from '../../daemon/ledger.js';
 import { silentLogger } from '../../daemon/log.js';
 import { Networks } from '../../daemon/networks.js';
 import { NetnsView } from '../../daemon/netns-view.js';
@@ -31,7 +32,7 @@ describe('NetnsReconciler', () => {
     gone = new Set();
     const networks = new Networks(store, silentLogger, (network, family, start, end) => holdersBetween(store, network, family, start, end));
     const netns = new NetnsView(silentLogger, { exists: (path) => !gone.has(path), isDirectory: (path) => path === '/fake' });
-    const cni = new CniService(store, networks, silentLogger, netns, clock.now);
+    const cni = new CniService(store, networks, new Ledger(store, 'node-a', clock.now), silentLogger, netns, clock.now);
     reconciler = new NetnsReconciler(store, networks, cni, silentLogger, netns, GRACE, clock.now);
     store.transaction(() => {
       networks.register('net', { type: 'reservoir', ranges: [[{ subnet: '10.30.0.0/16' }]] }, clock.now());

@@ -12,6 +12,7 @@ import {
   addErr,
   addOk,
   delOk,
+  START_TIME,
   ipv4Range,
   op,
   opErr,
@@ -283,9 +284,30 @@ describe('rule 4: usage per reserved IP and per network', () => {
 
     const all = await reservedStates(td.socket, 'use');
     expect([...all.keys()]).toEqual(ipv4Range('10.40.0', 20, 24));
-    expect(all.get('10.40.0.20')).toEqual({ ip: '10.40.0.20', entry: '10.40.0.20-10.40.0.24', group: 'g', state: 'leased', attachment: 'asker/eth0', app: 'default/b', kind: 'stateless' });
-    expect(all.get('10.40.0.21')).toEqual({ ip: '10.40.0.21', entry: '10.40.0.20-10.40.0.24', group: 'g', state: 'held', attachment: null, app: 'default/c', kind: 'stateful' });
-    for (const ip of ipv4Range('10.40.0', 22, 24)) expect(all.get(ip)).toMatchObject({ state: 'free', attachment: null, app: null, kind: null });
+    const node = td.daemon.ledger.node;
+    expect(all.get('10.40.0.20')).toEqual({
+      ip: '10.40.0.20',
+      entry: '10.40.0.20-10.40.0.24',
+      group: 'g',
+      state: 'leased',
+      attachment: 'asker/eth0',
+      app: 'default/b',
+      kind: 'stateless',
+      since: START_TIME,
+      node,
+    });
+    expect(all.get('10.40.0.21')).toEqual({
+      ip: '10.40.0.21',
+      entry: '10.40.0.20-10.40.0.24',
+      group: 'g',
+      state: 'held',
+      attachment: null,
+      app: 'default/c',
+      kind: 'stateful',
+      since: START_TIME,
+      node,
+    });
+    for (const ip of ipv4Range('10.40.0', 22, 24)) expect(all.get(ip)).toMatchObject({ state: 'free', attachment: null, app: null, kind: null, since: null, node: null });
 
     expect([...(await reservedStates(td.socket, 'use', 'free')).keys()]).toEqual(ipv4Range('10.40.0', 22, 24));
     expect([...(await reservedStates(td.socket, 'use', 'used')).keys()]).toEqual(['10.40.0.20', '10.40.0.21']);
@@ -294,13 +316,17 @@ describe('rule 4: usage per reserved IP and per network', () => {
     expect(await usageOf(td.socket, 'use')).toEqual({
       network: 'use',
       size: '20',
+      dynamicSize: '15',
       dynamicInUse: 1,
+      dynamicHeld: 0,
       reservedTotal: '5',
       reservedUsed: 2,
+      reservedHeld: 1,
       reservedFree: '3',
       held: 1,
       attached: 2,
     });
+    expect((await list('use')).usage).toEqual(await usageOf(td.socket, 'use'));
     const bad = await opErr(td.socket, 'reservedList', { params: { network: 'use' }, query: { state: 'taken' } });
     expect(bad.code).toBe(114);
   });
