@@ -21,6 +21,8 @@ header h1 { font-size: 1.25rem; margin: 0; }
 #live { font-size: .875rem; color: var(--muted); } #live[data-state="live"]::before { content: "\\25CF  "; color: #2e7d32; }
 #live[data-state="offline"]::before { content: "\\25CF  "; color: var(--refusal); }
 main { padding: 12px; display: grid; gap: 12px; max-width: 1200px; margin: 0 auto; }
+main > *, #networks > * { min-width: 0; }
+#networks { display: grid; gap: 12px; }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
 h2 { font-size: 1.1rem; margin: 0 0 8px; } h3 { font-size: 1rem; margin: 12px 0 6px; }
 .pools { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 10px; }
@@ -153,8 +155,8 @@ function renderReserved(network, holder) {
       el("td", { class: "hide-narrow", text: ip.since ? when(ip.since) : "" }),
     ]));
   });
-  var table = el("table", {}, [
-    el("caption", { class: "muted", style: "text-align:left", text: "Each reserved IP: free, leased (a container attached) or held (a stateful app, no container)" }),
+  holder.appendChild(el("p", { class: "legend", text: "Each reserved IP: free, leased (a container attached) or held (a stateful app, no container)" }));
+  var table = el("table", { "aria-label": "Reserved IPs of " + network }, [
     el("thead", {}, [el("tr", {}, ["IP", "State", "Pod / app", "Container", "Node", "Since"].map(function (h, i) {
       return el("th", { scope: "col", class: i > 3 ? "hide-narrow" : "", text: h });
     }))]),
