@@ -19,6 +19,7 @@ export {
 export { SqliteStore } from '../daemon/sqlite-store.js';
 export { CniService } from '../daemon/cni-service.js';
 export { Networks } from '../daemon/networks.js';
+export { Ledger } from '../daemon/ledger.js';
 export { NetnsReconciler } from '../daemon/reconciler.js';
 export { NetnsView } from '../daemon/netns-view.js';
 export { silentLogger } from '../daemon/log.js';

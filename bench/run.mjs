@@ -2,7 +2,7 @@
 // reservoir's benchmark suite: `npm run bench` (as root, for the namespace storm).
 //
 //   BENCH_QUICK=1   fewer repeats (a minute or two instead of several)
-//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm
+//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm, observe
 //   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and their
 //                   addons, e.g. build/bin) instead of packaging the current
 //                   sources privately into a temp dir with scripts/package.mjs's own recipe
@@ -18,6 +18,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { request as httpRequest } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +29,7 @@ import { cniBody, median, percentile, rawRequest } from './http.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
-const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm'];
+const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe'];
 const N = {
   floorRepeats: QUICK ? 15 : 120,
   tputRepeats: QUICK ? 1 : 5,
@@ -38,6 +40,9 @@ const N = {
   raceProcs: 50,
   storm: QUICK ? 40 : 200,
   stormConc: 8,
+  scrapes: QUICK ? 20 : 100,
+  observeAdds: QUICK ? 300 : 1500,
+  historyLines: QUICK ? 20_000 : 100_000,
 };
 const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -125,8 +130,8 @@ function procStatus(pid) {
 }
 
 /** Start a packaged reservoird (test/support/daemon.ts) on its own socket and state dir; resolves once /v1/health answers. */
-async function startDaemon(bin, name, { stateDir = join(tmp, name) } = {}) {
-  const d = await h.DaemonProcess.spawn({ executable: bin.daemon, socket: join(tmp, `${name}.sock`), stateDir, path: PATH_ENV, cwd: tmp });
+async function startDaemon(bin, name, { stateDir = join(tmp, name), extraArgs = [] } = {}) {
+  const d = await h.DaemonProcess.spawn({ executable: bin.daemon, socket: join(tmp, `${name}.sock`), stateDir, path: PATH_ENV, cwd: tmp, extraArgs });
   daemons.add(d);
   d.name = name;
   d.startupMs = await d.ready(30_000);
@@ -460,7 +465,7 @@ async function benchScale(bin) {
     const networks = new h.Networks(s, h.silentLogger, () => []);
     const netns = new h.NetnsView(h.silentLogger);
     store.serviceAdd = [];
-    return { store, s, networks, netns, cni: new h.CniService(s, networks, h.silentLogger, netns) };
+    return { store, s, networks, netns, cni: new h.CniService(s, networks, new h.Ledger(s, 'bench'), h.silentLogger, netns) };
   });
   const rollback = new Error('rollback');
   const measure = () => {
@@ -647,6 +652,134 @@ async function benchStorm(bin, daemon) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7. Observability: /metrics and the status page's read on a store with 1,000,000 leases, what a
+// scrape does to CNI calls, start-up with --http-listen, and the cost of a history line.
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createNetServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function httpGet(port, path) {
+  const started = performance.now();
+  return new Promise((resolveGet, reject) => {
+    httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => (bytes += c.length));
+      res.on('end', () => resolveGet({ status: res.statusCode, bytes, ms: performance.now() - started }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+async function benchObserve(bin) {
+  const spec = { key: 'obs', label: '/8, 1,000,000 leases', subnet: '10.0.0.0/8', leases: 1_000_000 };
+  const store = { key: spec.key };
+  log('observe: filling a store with 1,000,000 leases');
+  Object.assign(store, fillStore(h, store, spec));
+  const config = reservoirConf('bench-obs', join(tmp, 'observe.sock'), [[{ subnet: spec.subnet }]], { reserved: ['10.255.0.0/22'] });
+  const port = await freePort();
+  const stateDir = join(tmp, `scale-${spec.key}`);
+  const extraArgs = ['--http-listen', `127.0.0.1:${port}`];
+  let d = await startDaemon(bin, 'observe', { stateDir, extraArgs });
+  await call(d, '/v1/cni/add', cniBody(config, 'register')); // registers the network: the first count of its leases
+  // Start-up on this store, with and without --http-listen (which loads prom-client at start).
+  const startup = { http: [d.startupMs], plain: [] };
+  await d.stop();
+  for (let k = 0; k < N.scaleStartups; k++) {
+    const plain = await startDaemon(bin, 'observe', { stateDir });
+    startup.plain.push(plain.startupMs);
+    await plain.stop();
+    d = await startDaemon(bin, 'observe', { stateDir, extraArgs });
+    startup.http.push(d.startupMs);
+    if (k < N.scaleStartups - 1) await d.stop();
+  }
+  for (let i = 0; i < 5; i++) await httpGet(port, '/metrics');
+  const scrapes = [];
+  const statusReads = [];
+  for (let i = 0; i < N.scrapes; i++) {
+    const m = await httpGet(port, '/metrics');
+    if (m.status !== 200) throw new Error(`/metrics answered ${m.status}`);
+    scrapes.push(m.ms);
+    statusReads.push((await httpGet(port, '/api/status')).ms);
+  }
+  // CNI calls with a scraper hammering /metrics (back to back, one at a time) and without,
+  // in alternating blocks so both see the same machine.
+  const during = [];
+  const quiet = [];
+  const block = 50;
+  for (let i = 0; i < N.observeAdds; i += block) {
+    for (const scraping of shuffle([true, false])) {
+      let stop = false;
+      const scraper = scraping
+        ? (async () => {
+            while (!stop) await httpGet(port, '/metrics');
+          })()
+        : Promise.resolve();
+      for (let j = 0; j < block; j++) {
+        const id = `o-${scraping ? 's' : 'q'}-${i + j}`;
+        const add = await call(d, '/v1/cni/add', cniBody(config, id));
+        await call(d, '/v1/cni/del', cniBody(config, id));
+        (scraping ? during : quiet).push(add.ms);
+      }
+      stop = true;
+      await scraper;
+    }
+  }
+  await d.stop();
+  // A history line against a lease insert: the same statements the daemon runs, group-committed
+  // 64 at a time on a file of its own (synchronous=FULL), in process.
+  const cost = {};
+  for (const what of ['lease', 'lease+history']) {
+    const dbPath = join(tmp, `history-${what}.db`);
+    const s = h.SqliteStore.open({ path: dbPath });
+    const t0 = performance.now();
+    for (let i = 0; i < N.historyLines; i += 64) {
+      s.transaction(() => {
+        for (let j = i; j < i + 64; j++) {
+          const lease = { network: 'h', family: 4, ip: 0x0a000000n + BigInt(j), rangeSet: 0, containerId: `c${j}`, ifname: 'eth0', netns: null, app: `default/p-${j}`, kind: 'stateless', createdAt: j, detachedAt: null };
+          s.insertLease(lease);
+          if (what === 'lease+history') {
+            s.appendHistory({ at: j, network: 'h', family: 4, ip: lease.ip, event: 'claim', reason: 'dynamic', app: lease.app, containerId: lease.containerId, ifname: 'eth0', kind: 'stateless', node: 'bench', holder: null, detail: null });
+          }
+        }
+      });
+    }
+    cost[what] = ((performance.now() - t0) * 1000) / N.historyLines;
+    s.close();
+  }
+  const sortedDuring = [...during].sort((a, b) => a - b);
+  const sortedQuiet = [...quiet].sort((a, b) => a - b);
+  const out = {
+    leases: store.leases,
+    scrapeMedianMs: median(scrapes),
+    scrapeMaxMs: Math.max(...scrapes),
+    statusMedianMs: median(statusReads),
+    addQuiet: { p50: median(quiet), p99: percentile(sortedQuiet, 99), max: sortedQuiet.at(-1) },
+    addDuringScrapes: { p50: median(during), p99: percentile(sortedDuring, 99), max: sortedDuring.at(-1) },
+    startupPlainMs: median(startup.plain),
+    startupHttpMs: median(startup.http),
+    startups: startup,
+    historyUsPerLine: cost['lease+history'] - cost.lease,
+    leaseUsPerInsert: cost.lease,
+  };
+  const delay = out.addDuringScrapes.max - out.addQuiet.p50;
+  row('7 observe', 'GET /metrics, 1,000,000 leases', out.scrapeMedianMs, 'ms', { op: '<=', value: 50 }, `max ${fmt(out.scrapeMaxMs)} ms of ${N.scrapes}; /api/status ${fmt(out.statusMedianMs)} ms`);
+  row('7 observe', 'ADD delay while scraped back to back', delay, 'ms', { op: '<=', value: 50 },
+    `worst ADD ${fmt(out.addDuringScrapes.max)} ms vs quiet p50 ${fmt(out.addQuiet.p50)} ms; p99 ${fmt(out.addDuringScrapes.p99)} vs ${fmt(out.addQuiet.p99)} ms`);
+  row('7 observe', 'start-up, 1,000,000 leases, --http-listen', out.startupHttpMs / 1000, 's', { op: '<=', value: 2 }, `without: ${fmt(out.startupPlainMs, 0)} ms (prom-client loads only with --http-listen or at the first /metrics)`);
+  row('7 observe', 'history line, in the lease transaction', out.historyUsPerLine, 'us', undefined, `a lease insert alone: ${fmt(out.leaseUsPerInsert, 1)} us (64 per commit, fsync included)`);
+  results.sections.observe = out;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 function machine() {
   const busy = () => {
@@ -689,6 +822,7 @@ async function main() {
     scale: () => benchScale(bin),
     race: () => benchRace(bin, mainDaemon),
     storm: () => benchStorm(bin, mainDaemon),
+    observe: () => benchObserve(bin),
   };
   for (const name of SECTIONS) {
     if (!wanted(name)) continue;

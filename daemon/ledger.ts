@@ -155,6 +155,15 @@ export class Ledger {
    */
   reservedChanged(network: string): void {
     const reserved = this.countReserved(network);
+    if (!this.counts.has(network)) {
+      // First seen since start (a new network, or leases written by another tool): count it all once.
+      const all = this.store.countLeases(network);
+      this.store.onCommit(() => {
+        this.counts.set(network, { reserved, dynamic: { leased: all.total - all.held - reserved.leased, held: all.held - reserved.held } });
+        this.tell((w) => w.changed?.(network));
+      });
+      return;
+    }
     this.store.onCommit(() => {
       const counts = this.mutable(network);
       const leased = counts.dynamic.leased + counts.reserved.leased;
