@@ -112,6 +112,23 @@ describe('metrics, history and the status port', () => {
     expect(status.node).toBe('node-a');
   });
 
+  it('counts a claim refused for another namespace (117) as forbidden, and keeps it in the history', async () => {
+    const guarded = netConf('guarded', td.socket, {
+      ranges: [[{ subnet: '10.51.0.0/24' }]],
+      reserved: [{ entry: '10.51.0.20-10.51.0.24', group: 'db', namespaces: ['db'] }],
+    });
+    await addOk(guarded, { containerId: 'member', args: { K8S_POD_NAMESPACE: 'db', K8S_POD_NAME: 'm' } }); // registers the network
+    expect((await addErr(guarded, { containerId: 'intruder', args: pod('x', { IP: '10.51.0.20' }) })).code).toBe(117);
+    expect((await addErr(guarded, { containerId: 'intruder', args: pod('x', { RESERVOIR_GROUP: 'db' }) })).code).toBe(117);
+    const text = await scrape(td);
+    expect(metricValue(text, 'reservoir_reserved_refusals_total', { network: 'guarded', reason: 'forbidden' })).toBe(2);
+    expect(metricValue(text, 'reservoir_cni_requests_total', { command: 'ADD', code: '117' })).toBe(2);
+    const [refusal, ...rest] = await history(td, 'guarded', '10.51.0.20');
+    expect(rest).toEqual([]);
+    expect(refusal).toMatchObject({ event: 'refusal', reason: 'forbidden', app: 'default/x', containerId: 'intruder', holder: null });
+    expect(refusal!.detail).toMatch(/only for namespaces db/);
+  });
+
   it('serves /metrics on the unix socket too, and the exposition passes promtool', async ({ skip }) => {
     await activity();
     const text = (await callDaemonRaw('metrics', { socket: td.socket, timeoutMs: 5_000 })).toString('utf8');
