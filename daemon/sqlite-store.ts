@@ -396,8 +396,18 @@ export class SqliteStore implements Store {
   }
 
   countLeases(network: string | undefined): { total: number; held: number } {
-    const row = (network === undefined ? this.sql.countAll.get() : this.sql.countNetwork.get(network)) as { total: number; held: number | null };
-    return { total: row.total, held: row.held ?? 0 };
+    if (network === undefined) {
+      const row = this.sql.countAll.get() as { total: number; held: number | null };
+      return { total: row.total, held: row.held ?? 0 };
+    }
+    // Not a walk over the leases (~250 ms for a million at start-up): the runs of leased
+    // addresses add up to the leases, and held ones are in their own partial index.
+    let total = 0n;
+    for (const run of this.sql.runsOfNetwork.iterate(network) as Iterable<{ start_ip: string; end_ip: string }>) {
+      total += fromKey(run.end_ip) - fromKey(run.start_ip) + 1n;
+    }
+    const held = (this.sql.heldOfNetwork.get(network) as { n: number }).n;
+    return { total: Number(total), held };
   }
 
   attachedLeases(network: string): LeaseRecord[] {
@@ -658,7 +668,8 @@ function prepareStatements(db: Database.Database) {
     deleteHistoryBelow: db.prepare('DELETE FROM history WHERE id < ?'),
     deleteHistoryOlder: db.prepare('DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?) AND at < ?'),
     countAll: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases'),
-    countNetwork: db.prepare('SELECT count(*) AS total, sum(container_id IS NULL) AS held FROM leases WHERE network = ?'),
+    runsOfNetwork: db.prepare('SELECT start_ip, end_ip FROM occupied WHERE network = ?'),
+    heldOfNetwork: db.prepare('SELECT count(*) AS n FROM leases INDEXED BY leases_detached WHERE network = ? AND detached_at IS NOT NULL'),
     attachedLeases: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL`),
     attachedAfter: db.prepare(
       `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`,
