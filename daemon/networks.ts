@@ -16,7 +16,7 @@ export class Networks {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly describeHolders: (network: string, family: 4 | 6, start: bigint, end: bigint) => string[],
-    /** Told (inside the transaction) whenever the reserved entries of a network were reconciled. */
+    /** Told (inside the transaction) when a network is new or reconciling changed its reserved entries. */
     private readonly reservedChanged: (network: string) => void = () => undefined,
   ) {}
 
@@ -27,12 +27,12 @@ export class Networks {
     const stored = this.store.getNetwork(name);
     if (stored?.ipam !== json) {
       this.store.putNetwork(name, json, now);
-      this.reconcileReserved(name, config, now);
+      if (this.reconcileReserved(name, config, now) || !stored) this.reservedChanged(name);
       this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new' });
     } else if (this.conflicts.get(name)?.length !== 0) {
       // Conflicts live in memory: rebuild them after a restart, and retry while there are some
       // (an entry kept only because it was in use goes once its holders have).
-      this.reconcileReserved(name, config, now);
+      if (this.reconcileReserved(name, config, now)) this.reservedChanged(name);
     }
     return config;
   }
@@ -53,7 +53,9 @@ export class Networks {
   }
 
   /** Make config-sourced reserved entries match the config, never dropping one that is in use. */
-  private reconcileReserved(name: string, config: IpamConfig, now: number): void {
+  /** Returns whether any entry was added or removed. */
+  private reconcileReserved(name: string, config: IpamConfig, now: number): boolean {
+    let changed = false;
     const problems: string[] = [];
     const existing = this.store.listReserved(name);
     // Namespaces are part of the key: a changed list replaces the entry (IPs in use stay with their pods).
@@ -91,6 +93,7 @@ export class Networks {
     for (const record of stale) {
       if (!kept.has(record.id)) {
         this.store.deleteReserved(record.id);
+        changed = true;
         continue;
       }
       const holders = this.describeHolders(name, record.family, record.start, record.end);
@@ -106,8 +109,8 @@ export class Networks {
         { network: name, family: spec.family, start: spec.start, end: spec.end, group: spec.group ?? null, note: spec.note ?? null, source: 'config', entry: spec.entry, namespaces: spec.namespaces ?? null },
         now,
       );
+      changed = true;
     }
-    this.reservedChanged(name);
     if (problems.length > 0) {
       const known = new Set(this.conflicts.get(name));
       this.conflicts.set(name, problems);
@@ -115,5 +118,6 @@ export class Networks {
     } else {
       this.conflicts.set(name, []);
     }
+    return changed;
   }
 }

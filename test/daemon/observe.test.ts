@@ -129,6 +129,22 @@ describe('metrics, history and the status port', () => {
     expect(refusal!.detail).toMatch(/only for namespaces db/);
   });
 
+  it('moves leases between the pools when the config reserves IPs in use, as a fresh count at start-up does', async () => {
+    const plain = netConf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
+    for (const id of ['p0', 'p1', 'p2']) await addOk(plain, { containerId: id });
+    expect(await usageOf(td.socket, 'obs')).toMatchObject({ dynamicInUse: 3, reservedUsed: 0 });
+    // the next call brings a config whose reserved entry covers two of those leases
+    const reserving = netConf('obs', td.socket, {
+      ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]],
+      reserved: ['10.50.0.11-10.50.0.15'],
+    });
+    expect(await addOk(reserving, { containerId: 'p3' })).toEqual(['10.50.0.16']);
+    const moved = await usageOf(td.socket, 'obs');
+    expect(moved).toMatchObject({ dynamicInUse: 2, reservedUsed: 2, reservedTotal: '5' });
+    await td.restart();
+    expect(await usageOf(td.socket, 'obs')).toEqual(moved);
+  });
+
   it('serves /metrics on the unix socket too, and the exposition passes promtool', async ({ skip }) => {
     await activity();
     const text = (await callDaemonRaw('metrics', { socket: td.socket, timeoutMs: 5_000 })).toString('utf8');
