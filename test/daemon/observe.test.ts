@@ -8,12 +8,12 @@ import { main } from '../../ctl/main.js';
 import { ipGauges } from '../../daemon/metrics.js';
 import { callDaemonRaw } from '../../src/client.js';
 import type { HistoryEntryView, StatusView, UsageView } from '../../src/protocol.js';
+import { usageOf } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 import { metricValue } from '../support/metrics.js';
-import { requireExecutable } from '../support/prereq.js';
-import { type TestDaemon, addErr, addOk, delOk, netConf, opErr, startTestDaemon, usageOf, waitFor } from './support.js';
-
-const PROMTOOL = '/usr/bin/promtool';
-const promtoolMissing = requireExecutable(PROMTOOL, "install Debian's prometheus package (apt-get install prometheus)");
+import { netconf } from '../support/netconf.js';
+import { PROMTOOL } from '../support/prereqs.js';
+import { type TestDaemon, addErr, addOk, delOk, opErr, startTestDaemon, waitFor } from './support.js';
 
 interface Reply {
   status: number;
@@ -57,37 +57,40 @@ async function history(td: TestDaemon, network: string, ip?: string): Promise<Hi
 
 const pod = (name: string, extra: Record<string, string> = {}) => ({ K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: name, ...extra });
 
+/** Two dynamic pods (one deleted), a reserved claim, a stateful hold, a lost race, a claim of a held IP, a refused `reserved rm`. */
+async function activity(td: TestDaemon, conf: Record<string, unknown>): Promise<void> {
+  await addOk(conf, { containerId: 'dyn1', args: pod('a') });
+  await addOk(conf, { containerId: 'dyn2', args: pod('a2') });
+  expect(await addOk(conf, { containerId: 'asker', args: pod('b', { IP: '10.50.0.20' }) })).toEqual(['10.50.0.20']);
+  expect(await addOk(conf, { containerId: 'keeper', args: pod('c', { RESERVOIR_GROUP: 'g', RESERVOIR_KIND: 'stateful' }) })).toEqual(['10.50.0.21']);
+  await delOk(conf, { containerId: 'keeper' });
+  expect((await addErr(conf, { containerId: 'racer', args: pod('d', { IP: '10.50.0.20' }) })).code).toBe(101);
+  expect((await addErr(conf, { containerId: 'taker', args: pod('e', { IP: '10.50.0.21' }) })).code).toBe(101);
+  expect((await opErr(td.socket, 'reservedRemove', { params: { network: 'obs' }, query: { entry: '10.50.0.20-10.50.0.24' } })).code).toBe(105);
+  await delOk(conf, { containerId: 'dyn2' });
+}
+
+const obsConf = (socket: string) =>
+  netconf('obs', socket, {
+    ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]],
+    reserved: [{ entry: '10.50.0.20-10.50.0.24', group: 'g' }],
+  });
+
 describe('metrics, history and the status port', () => {
   let td: TestDaemon;
   let conf: Record<string, unknown>;
 
   beforeEach(async () => {
     td = await startTestDaemon({ httpListen: { host: '127.0.0.1', port: 0 }, nodeName: 'node-a' });
-    conf = netConf('obs', td.socket, {
-      ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]],
-      reserved: [{ entry: '10.50.0.20-10.50.0.24', group: 'g' }],
-    });
+    conf = obsConf(td.socket);
   });
 
   afterEach(async () => {
     await td.close();
   });
 
-  /** Two dynamic pods (one deleted), a reserved claim, a stateful hold, a lost race, a claim of a held IP, a refused `reserved rm`. */
-  async function activity(): Promise<void> {
-    await addOk(conf, { containerId: 'dyn1', args: pod('a') });
-    await addOk(conf, { containerId: 'dyn2', args: pod('a2') });
-    expect(await addOk(conf, { containerId: 'asker', args: pod('b', { IP: '10.50.0.20' }) })).toEqual(['10.50.0.20']);
-    expect(await addOk(conf, { containerId: 'keeper', args: pod('c', { RESERVOIR_GROUP: 'g', RESERVOIR_KIND: 'stateful' }) })).toEqual(['10.50.0.21']);
-    await delOk(conf, { containerId: 'keeper' });
-    expect((await addErr(conf, { containerId: 'racer', args: pod('d', { IP: '10.50.0.20' }) })).code).toBe(101);
-    expect((await addErr(conf, { containerId: 'taker', args: pod('e', { IP: '10.50.0.21' }) })).code).toBe(101);
-    expect((await opErr(td.socket, 'reservedRemove', { params: { network: 'obs' }, query: { entry: '10.50.0.20-10.50.0.24' } })).code).toBe(105);
-    await delOk(conf, { containerId: 'dyn2' });
-  }
-
   it('counts what happened, and agrees with reservoirctl usage -o json', async () => {
-    await activity();
+    await activity(td, conf);
     const text = await scrape(td);
     const ips = (pool: string, state: string) => metricValue(text, 'reservoir_ips', { network: 'obs', pool, state });
     expect([ips('dynamic', 'free'), ips('dynamic', 'leased'), ips('dynamic', 'held')]).toEqual([14, 1, 0]);
@@ -113,7 +116,7 @@ describe('metrics, history and the status port', () => {
   });
 
   it('counts a claim refused for another namespace (117) as forbidden, and keeps it in the history', async () => {
-    const guarded = netConf('guarded', td.socket, {
+    const guarded = netconf('guarded', td.socket, {
       ranges: [[{ subnet: '10.51.0.0/24' }]],
       reserved: [{ entry: '10.51.0.20-10.51.0.24', group: 'db', namespaces: ['db'] }],
     });
@@ -130,11 +133,11 @@ describe('metrics, history and the status port', () => {
   });
 
   it('moves leases between the pools when the config reserves IPs in use, as a fresh count at start-up does', async () => {
-    const plain = netConf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
+    const plain = netconf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
     for (const id of ['p0', 'p1', 'p2']) await addOk(plain, { containerId: id });
     expect(await usageOf(td.socket, 'obs')).toMatchObject({ dynamicInUse: 3, reservedUsed: 0 });
     // the next call brings a config whose reserved entry covers two of those leases
-    const reserving = netConf('obs', td.socket, {
+    const reserving = netconf('obs', td.socket, {
       ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]],
       reserved: ['10.50.0.11-10.50.0.15'],
     });
@@ -143,15 +146,6 @@ describe('metrics, history and the status port', () => {
     expect(moved).toMatchObject({ dynamicInUse: 2, reservedUsed: 2, reservedTotal: '5' });
     await td.restart();
     expect(await usageOf(td.socket, 'obs')).toEqual(moved);
-  });
-
-  it('serves /metrics on the unix socket too, and the exposition passes promtool', async ({ skip }) => {
-    await activity();
-    const text = (await callDaemonRaw('metrics', { socket: td.socket, timeoutMs: 5_000 })).toString('utf8');
-    expect(metricValue(text, 'reservoir_ips', { network: 'obs', pool: 'reserved', state: 'held' })).toBe(1);
-    if (promtoolMissing) skip(promtoolMissing);
-    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
-    expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
   });
 
   it('a lost race inside one group commit: one winner, the losers counted and in the history, the counts exact', async () => {
@@ -178,7 +172,7 @@ describe('metrics, history and the status port', () => {
   });
 
   it('keeps the history of an IP in time order, across a restart', async () => {
-    await activity();
+    await activity(td, conf);
     const before = await history(td, 'obs', '10.50.0.21');
     expect(before.map((e) => [e.event, e.reason, e.app])).toEqual([
       ['claim', 'group', 'default/c'],
@@ -208,7 +202,7 @@ describe('metrics, history and the status port', () => {
   it('drops the oldest history beyond the retention', async () => {
     await td.close();
     td = await startTestDaemon({ historyMaxEvents: 5, historyMaxAgeMs: 60_000 });
-    conf = netConf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
+    conf = netconf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
     for (let i = 0; i < 6; i++) {
       await addOk(conf, { containerId: `c${i}` });
       await delOk(conf, { containerId: `c${i}` });
@@ -260,4 +254,27 @@ describe('metrics, history and the status port', () => {
     expect(data.events).toEqual([expect.objectContaining({ event: 'claim', ip: '10.50.0.23', app: 'default/live', reason: 'requested' })]);
     stream.destroy();
   });
+});
+
+describeWithPrereqs('the exposition', ['promtool'], () => {
+  let td: TestDaemon;
+  let conf: Record<string, unknown>;
+
+  beforeEach(async () => {
+    td = await startTestDaemon({ nodeName: 'node-a' });
+    conf = obsConf(td.socket);
+  });
+
+  afterEach(async () => {
+    await td.close();
+  });
+
+  it('serves /metrics on the unix socket too, and the exposition passes promtool', async () => {
+    await activity(td, conf);
+    const text = (await callDaemonRaw('metrics', { socket: td.socket, timeoutMs: 5_000 })).toString('utf8');
+    expect(metricValue(text, 'reservoir_ips', { network: 'obs', pool: 'reserved', state: 'held' })).toBe(1);
+    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
+  });
+
 });

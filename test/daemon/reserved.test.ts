@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import { usageOf } from '../support/daemon.js';
+import { Clock, usageOf } from '../support/daemon.js';
 import { netconf } from '../support/netconf.js';
 import { removeDir, tempDir } from '../support/tmp.js';
 import {
@@ -12,7 +12,6 @@ import {
   addErr,
   addOk,
   delOk,
-  START_TIME,
   ipv4Range,
   op,
   opErr,
@@ -293,7 +292,7 @@ describe('rule 4: usage per reserved IP and per network', () => {
       attachment: 'asker/eth0',
       app: 'default/b',
       kind: 'stateless',
-      since: START_TIME,
+      since: Clock.START,
       node,
     });
     expect(all.get('10.40.0.21')).toEqual({
@@ -304,7 +303,7 @@ describe('rule 4: usage per reserved IP and per network', () => {
       attachment: null,
       app: 'default/c',
       kind: 'stateful',
-      since: START_TIME,
+      since: Clock.START,
       node,
     });
     for (const ip of ipv4Range('10.40.0', 22, 24)) expect(all.get(ip)).toMatchObject({ state: 'free', attachment: null, app: null, kind: null, since: null, node: null });

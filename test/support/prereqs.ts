@@ -10,7 +10,11 @@ import { mountSource } from './mounts.js';
 import { CNI_PLUGIN_DIR, HARNESS_BIN, buildHarness, pingAvailable, randomSuffix, run } from './netns.js';
 import { tempDir } from './tmp.js';
 
-export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping';
+export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping' | 'promtool' | 'chromium';
+
+/** Debian's promtool (package prometheus) and chromium, where the metrics and status page tests find them. */
+export const PROMTOOL = '/usr/bin/promtool';
+export const CHROMIUM = '/usr/bin/chromium';
 
 /** A CI machine that silently skips a test proves nothing: there, a missing prerequisite fails. */
 export const CI = process.env.CI === 'true' || process.env.CI === '1';
@@ -114,6 +118,11 @@ const REGISTRY: Record<Prereq, { readonly probe: () => string | undefined; reado
   'host-local': { probe: () => cniPlugin('host-local'), install: 'apt-get install containernetworking-plugins (provides /usr/lib/cni/host-local)' },
   macvlan: { probe: () => cniPlugin('macvlan'), install: 'apt-get install containernetworking-plugins (provides /usr/lib/cni/macvlan)' },
   ping: { probe: () => (pingAvailable() ? undefined : 'ping not found'), install: 'apt-get install iputils-ping' },
+  promtool: { probe: () => (isExecutable(PROMTOOL) ? undefined : `${PROMTOOL} not found`), install: "apt-get install prometheus (Debian's, for promtool check metrics)" },
+  chromium: {
+    probe: () => (isExecutable(CHROMIUM) ? undefined : `${CHROMIUM} not found`),
+    install: "apt-get install chromium (Debian's; puppeteer-core drives it and downloads nothing)",
+  },
 };
 
 const probed = new Map<Prereq, string | undefined>();
