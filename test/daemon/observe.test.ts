@@ -10,29 +10,16 @@ import { callDaemonRaw } from '../../src/client.js';
 import type { HistoryEntryView, StatusView, UsageView } from '../../src/protocol.js';
 import { usageOf } from '../support/daemon.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { type RawAnswer, rawRequest } from '../support/http.js';
 import { metricValue } from '../support/metrics.js';
 import { netconf } from '../support/netconf.js';
 import { PROMTOOL } from '../support/prereqs.js';
 import { type TestDaemon, addErr, addOk, delOk, opErr, startTestDaemon, waitFor } from './support.js';
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function tcp(td: TestDaemon, method: string, path: string, body?: string): Promise<Reply> {
+async function tcp(td: TestDaemon, method: string, path: string, body?: string): Promise<{ status: number; headers: RawAnswer['headers']; body: string }> {
   const { port } = td.daemon.status!.server.address() as AddressInfo;
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  const answer = await rawRequest({ port, method, path, body });
+  return { status: answer.status, headers: answer.headers, body: answer.text };
 }
 
 async function ctl(td: TestDaemon, ...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

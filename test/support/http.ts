@@ -1,5 +1,6 @@
 // Raw HTTP over the daemon's unix socket (node:http with socketPath, no curl), for tests of the
-// daemon's HTTP layer that the real client would never send (and for the backup's bytes).
+// daemon's HTTP layer that the real client would never send (and for the backup's bytes); or over
+// TCP to 127.0.0.1:port (the read-only status port, --http-listen).
 import { request } from 'node:http';
 
 export interface RawAnswer {
@@ -12,7 +13,9 @@ export interface RawAnswer {
 }
 
 export interface RawRequest {
-  readonly socket: string;
+  /** The unix socket; or `port` on 127.0.0.1. */
+  readonly socket?: string;
+  readonly port?: number;
   readonly method: string;
   readonly path: string;
   /** A string or Buffer is sent as is, anything else as JSON. */
@@ -35,7 +38,8 @@ export function rawRequest(options: RawRequest): Promise<RawAnswer> {
     const headers: Record<string, string | number> = { connection: 'close', ...options.headers };
     if (body && !options.chunkSize) headers['content-length'] = body.length;
     if (body) headers['content-type'] ??= 'application/json';
-    const req = request({ socketPath: options.socket, method: options.method, path: options.path, headers }, (res) => {
+    const where = options.socket !== undefined ? { socketPath: options.socket } : { host: '127.0.0.1', port: options.port };
+    const req = request({ ...where, method: options.method, path: options.path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
