@@ -36,3 +36,12 @@ export function buildNativeCall(outFile) {
   renameSync(tmp, outFile);
   return outFile;
 }
+
+/**
+ * Whether LD_DEBUG=libs output shows reservoir_call.node initialised by the dynamic loader: the
+ * running program (Node or bun) loaded it, and reaches the daemon through it.
+ */
+export function addonInitialised(ldDebug) {
+  return ldDebug.split('\n').some((line) => /calling init: .*\/reservoir_call\.node$/.test(line.trim()));
+}
+

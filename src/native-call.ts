@@ -15,11 +15,21 @@ export const NATIVE_CALL_FILE = 'reservoir_call.node';
 export type Exchange = (socket: string, request: Buffer, timeoutMs: number) => Buffer;
 
 /**
- * The addon beside the running program: the script for `node dist/reservoir.cjs`, the executable
- * for the packaged plugin (process.argv[1] is the executable then). Undefined when it is absent or
- * does not load, so the plugin falls back to node:net rather than fail a pod.
+ * The running program's file: the script for `node dist/reservoir.cjs`, else the executable. A
+ * Node SEA's argv[1] is the executable itself; a bun-compiled one's names the script inside the
+ * executable's embedded file system (/$bunfs/root/...), which has no directory to look in.
  */
-export function loadNativeExchange(program = process.argv[1] ?? process.execPath): Exchange | undefined {
+function programFile(): string {
+  const script = process.argv[1];
+  return script === undefined || script.startsWith('/$bunfs/') ? process.execPath : script;
+}
+
+/**
+ * The addon beside the running program (the packaged plugin, bun-compiled, loads it as Node
+ * does). Undefined when it is absent or does not load, so the plugin falls back to node:net
+ * rather than fail a pod.
+ */
+export function loadNativeExchange(program = programFile()): Exchange | undefined {
   try {
     const file = join(dirname(realpathSync(program)), NATIVE_CALL_FILE);
     if (!existsSync(file)) return undefined;

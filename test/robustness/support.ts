@@ -4,8 +4,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { PLUGIN_BUNDLE, bundlesReady } from '../support/build.js';
-import { NODE } from '../support/daemon.js';
+import { PLUGIN_EXE, bundlesReady } from '../support/build.js';
 
 export const SOAK = process.env.RESERVOIR_SOAK === '1';
 
@@ -53,12 +52,12 @@ process.once('exit', () => {
 
 export async function runPluginProcess(call: PluginCall): Promise<PluginRun> {
   await bundlesReady();
-  const plugin = PLUGIN_BUNDLE;
+  const plugin = PLUGIN_EXE; // the shipped executable
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
   for (const [k, v] of Object.entries(call.env)) if (v !== undefined) env[k] = v;
   const [cmd, args] = call.asNobody
-    ? ['setpriv', ['--reuid=65534', '--regid=65534', call.nobodyGroups?.length ? `--groups=${call.nobodyGroups.join(',')}` : '--clear-groups', NODE, plugin]]
-    : [NODE, [plugin]];
+    ? ['setpriv', ['--reuid=65534', '--regid=65534', call.nobodyGroups?.length ? `--groups=${call.nobodyGroups.join(',')}` : '--clear-groups', plugin]]
+    : [plugin, []];
   const startedAt = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });

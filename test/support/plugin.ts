@@ -1,8 +1,9 @@
-// Run the REAL plugin bundle (node build/test-bundles/reservoir.cjs) as a runtime would: CNI_*
-// environment, the network config on stdin, one JSON object (or nothing) back on stdout.
+// Run the REAL plugin as shipped (build/test-bundles/reservoir, bun-compiled, beside its native
+// exchange) as a runtime would: CNI_* environment, the network config on stdin, one JSON object
+// (or nothing) back on stdout. A `program` ending in .cjs is a Node bundle, run with this Node.
 import { spawn } from 'node:child_process';
 import { expect } from 'vitest';
-import { PLUGIN_BUNDLE, ROOT } from './build.js';
+import { PLUGIN_EXE, ROOT } from './build.js';
 
 export type CniCommandName = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION' | string;
 
@@ -18,7 +19,7 @@ export interface PluginCall {
   /** Extra or overriding environment; undefined values unset a variable. */
   readonly env?: Record<string, string | undefined>;
   readonly killAfterMs?: number;
-  /** Another copy of the plugin bundle to run (default: the test bundle beside its native exchange). */
+  /** Another plugin to run: an executable, or a Node bundle (.cjs). Default: PLUGIN_EXE. */
   readonly program?: string;
 }
 
@@ -49,7 +50,9 @@ export function runPlugin(call: PluginCall): Promise<PluginRun> {
   const input = typeof call.config === 'string' || Buffer.isBuffer(call.config) ? call.config : JSON.stringify(call.config);
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [call.program ?? PLUGIN_BUNDLE], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const program = call.program ?? PLUGIN_EXE;
+    const [command, args] = program.endsWith('.cjs') ? [process.execPath, [program]] : [program, []];
+    const child = spawn(command, args, { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
