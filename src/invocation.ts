@@ -24,6 +24,7 @@ import {
   show,
 } from './config.js';
 import { ReservoirError } from './errors.js';
+import { jsonSyntaxError } from './json-syntax.js';
 
 /** The CNI_* variables the plugin forwards to the daemon. */
 export interface CniEnv {
@@ -93,7 +94,8 @@ export function decodeConfig(stdin: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(stdin);
   } catch (err) {
-    throw new ReservoirError('DECODE_FAILURE', `cannot decode the network configuration on stdin: ${(err as Error).message}`);
+    // V8's wording from any runtime (the plugin runs on bun): see src/json-syntax.ts.
+    throw new ReservoirError('DECODE_FAILURE', `cannot decode the network configuration on stdin: ${jsonSyntaxError(stdin) ?? (err as Error).message}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ReservoirError('DECODE_FAILURE', 'the network configuration on stdin must be a JSON object');
