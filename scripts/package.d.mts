@@ -1,0 +1,8 @@
+// Types of scripts/package.mjs for the TypeScript that imports it (test/integration/plugin-golden.test.ts).
+export interface NodeBinary {
+  readonly path: string;
+  readonly version: string;
+  readonly size: number;
+}
+export function findNodeBinary(): NodeBinary;
+export function makeSea(node: NodeBinary, options: { name: string; main: string; out: string; useCodeCache?: boolean; useSnapshot?: boolean }): { out: string; blobSize: number };
