@@ -82,12 +82,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-say "npm dependencies (Node.js 24 comes from the npm package node@24)"
+say "npm dependencies (Node.js 24 comes from the npm package node@24, bun from the npm package bun)"
 cd "$HERE"
 npm ci --no-audit --no-fund --loglevel=error
 
-say "build and package the executables"
+say "build and package the executables: the plugin with bun (bun build --compile), reservoird and reservoirctl on Node 24"
 npm run --silent package
+PLUGIN_RUNTIME="bun $(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' node_modules/bun/package.json | head -n 1)"
 
 say "installing into $LIB_DIR, $BIN_DIR and $CNI_BIN_DIR"
 stop_daemon
@@ -168,7 +169,7 @@ fi
 cat <<EOF
 
 reservoir is installed and running.
-  plugin     $CNI_BIN_DIR/reservoir
+  plugin     $CNI_BIN_DIR/reservoir   (runtime: $PLUGIN_RUNTIME, compiled in; transport reservoir_call.node beside it)
   daemon     $BIN_DIR/reservoird -> $running
   CLI        $BIN_DIR/reservoirctl
   leases     $STATE_DIR/reservoir.db      socket $SOCKET

