@@ -6,7 +6,7 @@
 // In stdin, @SOCK@ stands for the daemon's socket and @DIR@ for its directory; outputs name that
 // directory <DIR>.
 import { SUPPORTED_VERSIONS } from '../../src/cni.js';
-import { MAX_STDIN_BYTES } from '../../src/plugin.js';
+import { MAX_STDIN_BYTES } from '../../src/defaults.js';
 
 export interface CorpusCase {
   readonly name: string;
