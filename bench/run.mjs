@@ -203,6 +203,8 @@ async function benchFloor(bin, bun, daemon) {
   writeFileSync(resConf, JSON.stringify(reservoirConf('bench-floor', daemon.socket, ranges)));
   const hlConf = join(tmp, 'floor-host-local.json');
   writeFileSync(hlConf, JSON.stringify({ cniVersion: '1.0.0', name: 'bench-floor', type: 'bridge', ipam: { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-floor') } }));
+  const refusedConf = join(tmp, 'floor-refused.json');
+  writeFileSync(refusedConf, '[{"cniVersion": "1.0.0"}]');
   const hostLocal = '/usr/lib/cni/host-local';
   const haveHostLocal = existsSync(hostLocal);
   const envOf = (command, id) => ({ PATH: PATH_ENV, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/bench-floor', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' });
@@ -215,6 +217,12 @@ async function benchFloor(bin, bun, daemon) {
     version: () => {
       const r = timeSpawn(bin.plugin, [], envOf('VERSION', 'v'), resConf);
       expectOk('reservoir VERSION', r);
+      return r.ms;
+    },
+    // An error path: stdin that is not a JSON object is refused by the full validation, no daemon call.
+    refused: () => {
+      const r = timeSpawn(bin.plugin, [], envOf('ADD', 'refused'), refusedConf);
+      if (r.status !== 1 || !r.stdout.includes('"code":6')) throw new Error(`reservoir refused ADD: exit ${r.status}: ${r.stdout}${r.stderr}`);
       return r.ms;
     },
     pair: (plugin, conf, label) => {
@@ -231,17 +239,19 @@ async function benchFloor(bin, bun, daemon) {
   for (let i = 0; i < 5; i++) {
     tasks.bare();
     tasks.version();
+    tasks.refused();
     tasks.pair(bin.plugin, resConf, 'reservoir');
     if (haveHostLocal) tasks.pair(hostLocal, hlConf, 'host-local');
   }
-  const s = { bareA: [], bareB: [], bareTwo: [], version: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
-  log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
+  const s = { bareA: [], bareB: [], bareTwo: [], version: [], refused: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
+  log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION, a refused ADD${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
   for (let i = 0; i < N.floorRepeats; i++) {
     const round = {};
     const steps = [
       () => (round.bareA = tasks.bare()),
       () => (round.bareB = tasks.bare()),
       () => (round.version = tasks.version()),
+      () => (round.refused = tasks.refused()),
       () => (round.res = tasks.pair(bin.plugin, resConf, 'reservoir')),
     ];
     if (haveHostLocal) steps.push(() => (round.hl = tasks.pair(hostLocal, hlConf, 'host-local')));
@@ -250,6 +260,7 @@ async function benchFloor(bin, bun, daemon) {
     s.bareB.push(round.bareB);
     s.bareTwo.push(round.bareA + round.bareB);
     s.version.push(round.version);
+    s.refused.push(round.refused);
     s.resPair.push(round.res.pair);
     s.resAdd.push(round.res.add);
     s.resDel.push(round.res.del);
@@ -267,6 +278,7 @@ async function benchFloor(bin, bun, daemon) {
       reservoirAdd: median(s.resAdd),
       reservoirDel: median(s.resDel),
       reservoirVersion: median(s.version),
+      reservoirRefused: median(s.refused),
       hostLocalPair: haveHostLocal ? median(s.hlPair) : null,
     },
     samples: s,
@@ -279,6 +291,7 @@ async function benchFloor(bin, bun, daemon) {
   // The pair includes two daemon round trips, each an fsync'd SQLite commit, which a bare start-up has not.
   row('1 floor', `reservoir ADD+DEL / 2x bun -e 0 (plugin runtime: ${out.runtime})`, out.floorRatio, 'x', undefined, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoBunE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)})`);
   row('1 floor', 'reservoir VERSION / bun -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(bareOne, 1)} ms`);
+  row('1 floor', 'reservoir refused ADD (stdin not an object) / bun -e 0', m.reservoirRefused / bareOne, 'x', undefined, `${fmt(m.reservoirRefused, 1)} ms: the full validation, no daemon call`);
   row('1 floor', 'reservoir executable size', out.pluginBytes / 1024 / 1024, 'MiB', undefined, 'bun-compiled; reservoir_call.node beside it');
   if (haveHostLocal) row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', out.peerRatio, 'x', { op: '<=', value: 2.5 }, `${fmt(m.reservoirPair, 1)} ms vs host-local pair ${fmt(m.hostLocalPair, 1)} ms (stretch <= 2.0)`);
   else row('2 peer', 'host-local', NaN, '', undefined, 'SKIPPED: /usr/lib/cni/host-local missing (apt-get install containernetworking-plugins)');
