@@ -12,7 +12,7 @@ const TREES = ['cmd', 'src', 'daemon', 'ctl', 'test', 'scripts', 'bench'];
  * src/ from the bottom up: a module may import only modules listed before it. errors and
  * native-call import nothing of ours; defaults is what the plugin's fast path needs.
  */
-const SRC_LAYERS = ['errors', 'defaults', 'native-call', 'address', 'cni', 'config', 'invocation', 'protocol', 'client', 'plugin'];
+const SRC_LAYERS = ['errors', 'json-syntax', 'defaults', 'native-call', 'address', 'cni', 'config', 'invocation', 'protocol', 'client', 'plugin'];
 
 /** npm packages the plugin's graph may reach (validation parses addresses with ipaddr.js). */
 const PLUGIN_PACKAGES = new Set(['ipaddr.js']);

@@ -1,7 +1,7 @@
 // Races on reserved IPs: many ADDs asking for the same free reserved IP at once. Exactly one wins;
 // every other gets 101 naming the winner's container and offering up to 5 free reserved IPs of
 // the same group. Once in-process (50 concurrent runPlugin calls), once with 50 real plugin
-// processes (node reservoir.cjs).
+// processes (the shipped plugin executable).
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bundlesReady } from '../support/build.js';
 import { netconf } from '../support/netconf.js';
@@ -86,7 +86,7 @@ describe('rule 7: concurrent requests for the same free reserved IP', () => {
 describe('rule 7 with real plugin processes', () => {
   beforeAll(() => bundlesReady(), 120_000);
 
-  it('50 concurrent `node reservoir.cjs` ADDs: exactly one wins, the rest get 101 with the holder and 5 free IPs', async () => {
+  it('50 concurrent plugin processes ADD: exactly one wins, the rest get 101 with the holder and 5 free IPs', async () => {
     await addOk(conf(), { containerId: 'warmup', args: { IP: '10.99.0.20' } });
     const config = JSON.stringify(conf());
     const outcomes = await Promise.all(ids.map(async (id) => ({ id, ...(await runProcess(id, config, 'IP=10.99.0.27')) })));
@@ -97,7 +97,7 @@ describe('rule 7 with real plugin processes', () => {
   }, 120_000);
 });
 
-/** The plugin bundle as a process (test/support/plugin.ts), as the runtime runs it. */
+/** The shipped plugin as a process (test/support/plugin.ts), as the runtime runs it. */
 async function runProcess(containerId: string, config: string, args: string): Promise<PluginOutcome> {
   const run = await runPlugin({ command: 'ADD', containerId, args, config });
   if (run.json === undefined || run.json.unparsable !== undefined) {
