@@ -8,15 +8,26 @@
 // dependency @oven/bun-linux-x64 (bun's install script moves it to node_modules/bun/bin/bun.exe),
 // and `bun build --compile` embeds that same binary: no download, nothing but node_modules.
 //
-// Flags, and why:
-//  --target=bun --bytecode   JavaScriptCore bytecode compiled at build time (measured: ADD+DEL
-//                            39 -> 29 ms; the plugin's code is then not parsed at start-up).
+// Flags, and why (figures: medians of one interleaved run each, started by bench/spawntimer.go):
+//  --target=bun --bytecode   JavaScriptCore bytecode compiled at build time, as an ES module:
+//  --format=esm              VERSION 14.6 ms without bytecode, 11.9 with CommonJS bytecode (bun's
+//                            default for --bytecode), 9.0 with ESM bytecode (a bare bun start 6.7);
+//                            ADD+DEL 34.4 ms with CommonJS bytecode, 26.5 with ESM.
 //  --no-compile-autoload-*   a compiled bun executable otherwise reads .env and bunfig.toml (and
 //                            can read tsconfig.json, package.json) from its working directory: the
 //                            plugin must behave the same in whatever directory a runtime starts it.
-// The plugin reaches the daemon through reservoir_call.node beside it (src/native-call.ts), which
-// bun loads as Node does; node:net stays the fallback (measured under bun: ADD+DEL 50 ms with it,
-// 29 ms with the addon).
+// Measured and not used: --minify, --bytecode-order (from recorded runs), --compile-jit-policy,
+// --smol, process.reallyExit or libc _exit instead of process.exit: within the noise.
+//
+// The transport. A minimal ADD (read stdin, one HTTP exchange, print) compiled by bun gave these
+// ADD+DEL pairs in one interleaved run (host-local 12.6 ms, a bun hello 7.3 ms): Bun.connect
+// 30.1 ms, the N-API addon native/unix-call.c 29.6 ms, bun:ffi to libc socket/connect/send/read
+// 31.1 ms, node:net 59.5 ms. In phases (a busier run; per call: boot / load / connect / exchange):
+// Bun.connect 4.4 / 0 / 0.5 / 2.2 ms, addon 4.9 / 0.3 / (in the exchange) / 2.7, bun:ffi 4.8 / 0.6 /
+// 0.1 / 2.3, node:net 4.5 / 2.9 / 2.3 / 2.6. The plugin keeps the addon: as fast as any, it is the
+// same C the plugin used under Node (so every error and errno name is what it was, synchronous as
+// the plugin's client expects), and bun loads it as Node does. node:net stays the fallback for a
+// plugin copied without it (under bun: ADD+DEL 50 ms, with the addon 28 ms).
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,6 +41,7 @@ export const BUN_FLAGS = [
   '--compile',
   '--target=bun',
   '--bytecode',
+  '--format=esm',
   '--no-compile-autoload-dotenv',
   '--no-compile-autoload-bunfig',
   '--no-compile-autoload-tsconfig',
