@@ -171,20 +171,6 @@ async function call(d, path, body) {
 // ---------------------------------------------------------------------------------------------
 // 1 + 2. Plugin floor and peer
 
-/** spawnSync with a fresh fd of `stdinFile` as stdin; returns wall ms, exit status, stdout. */
-function timeSpawn(cmd, args, env, stdinFile) {
-  const fd = openSync(stdinFile, 'r');
-  try {
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync(cmd, args, { env, stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (r.error) throw r.error;
-    return { ms, status: r.status, stdout: r.stdout, stderr: r.stderr };
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function shuffle(list) {
   for (let i = list.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -195,91 +181,62 @@ function shuffle(list) {
 
 /**
  * The plugin's start-to-exit cost, against its runtime's bare start-up (`bun -e 0`, the bun that
- * compiled it) and against Debian's host-local, all interleaved in random order each round.
+ * compiled it) and against Debian's host-local, all interleaved in random order each round. The
+ * programs are started and timed by bench/spawntimer.go, as a Go runtime starts CNI plugins
+ * (timing spawnSync from this process would add a cost that grows with this process's memory).
  */
 async function benchFloor(bin, bun, daemon) {
+  const timer = buildGo('spawntimer');
+  if (timer.error) {
+    row('1 floor', 'floor', NaN, '', undefined, `SKIPPED: cannot build bench/spawntimer.go: ${timer.error} (apt-get install golang-go)`);
+    results.sections.floor = { skipped: timer.error };
+    return;
+  }
   const resConf = join(tmp, 'floor-reservoir.json');
   const ranges = [[{ subnet: '10.96.0.0/24' }]];
   writeFileSync(resConf, JSON.stringify(reservoirConf('bench-floor', daemon.socket, ranges)));
-  const hlConf = join(tmp, 'floor-host-local.json');
-  writeFileSync(hlConf, JSON.stringify({ cniVersion: '1.0.0', name: 'bench-floor', type: 'bridge', ipam: { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-floor') } }));
   const refusedConf = join(tmp, 'floor-refused.json');
   writeFileSync(refusedConf, '[{"cniVersion": "1.0.0"}]');
+  const hlConf = join(tmp, 'floor-host-local.json');
+  writeFileSync(hlConf, JSON.stringify({ cniVersion: '1.0.0', name: 'bench-floor', type: 'bridge', ipam: { type: 'host-local', ranges, dataDir: join(tmp, 'host-local-floor') } }));
   const hostLocal = '/usr/lib/cni/host-local';
   const haveHostLocal = existsSync(hostLocal);
-  const envOf = (command, id) => ({ PATH: PATH_ENV, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/bench-floor', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' });
-  const expectOk = (what, r) => {
-    if (r.status !== 0) throw new Error(`${what} exited ${r.status}: ${r.stdout}${r.stderr}`);
-  };
-  let seq = 0;
-  const tasks = {
-    bare: () => timeSpawn(bun.path, ['-e', '0'], { PATH: PATH_ENV }, resConf).ms,
-    version: () => {
-      const r = timeSpawn(bin.plugin, [], envOf('VERSION', 'v'), resConf);
-      expectOk('reservoir VERSION', r);
-      return r.ms;
-    },
+  const cniEnv = [`PATH=${PATH_ENV}`, 'CNI_NETNS=/var/run/netns/bench-floor', 'CNI_IFNAME=eth0', 'CNI_PATH=/usr/lib/cni'];
+  const bare = (name) => ({ name, kind: 'run', argv: [bun.path, '-e', '0'], env: [`PATH=${PATH_ENV}`], stdin: resConf });
+  const tasks = [
+    bare('bareA'),
+    bare('bareB'),
+    { name: 'version', kind: 'run', argv: [bin.plugin], env: [...cniEnv, 'CNI_COMMAND=VERSION'], stdin: resConf, contains: '"cniVersion"' },
     // An error path: stdin that is not a JSON object is refused by the full validation, no daemon call.
-    refused: () => {
-      const r = timeSpawn(bin.plugin, [], envOf('ADD', 'refused'), refusedConf);
-      if (r.status !== 1 || !r.stdout.includes('"code":6')) throw new Error(`reservoir refused ADD: exit ${r.status}: ${r.stdout}${r.stderr}`);
-      return r.ms;
-    },
-    pair: (plugin, conf, label) => {
-      const id = `floor-${label}-${seq++}`;
-      const add = timeSpawn(plugin, [], envOf('ADD', id), conf);
-      expectOk(`${label} ADD`, add);
-      if (!add.stdout.includes('"ips"')) throw new Error(`${label} ADD printed no IPs: ${add.stdout}`);
-      const del = timeSpawn(plugin, [], envOf('DEL', id), conf);
-      expectOk(`${label} DEL`, del);
-      return { pair: add.ms + del.ms, add: add.ms, del: del.ms };
-    },
+    { name: 'refused', kind: 'run', argv: [bin.plugin], env: [...cniEnv, 'CNI_COMMAND=ADD', 'CNI_CONTAINERID=refused'], stdin: refusedConf, status: 1, contains: '"code":6' },
+    { name: 'reservoir', kind: 'pair', argv: [bin.plugin], env: cniEnv, stdin: resConf, contains: '"ips"' },
+  ];
+  if (haveHostLocal) tasks.push({ name: 'hostLocal', kind: 'pair', argv: [hostLocal], env: cniEnv, stdin: hlConf, contains: '"ips"' });
+  log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION, a refused ADD${haveHostLocal ? ', host-local ADD+DEL' : ''} (started by bench/spawntimer.go)`);
+  const r = spawnSync(timer.path, [JSON.stringify({ rounds: N.floorRepeats, warmup: 5, tasks })], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`spawntimer failed: ${r.stderr}`);
+  const { samples, add, del } = JSON.parse(r.stdout);
+  const s = {
+    ...samples,
+    bareTwo: samples.bareA.map((a, i) => a + samples.bareB[i]),
+    resAdd: add.reservoir,
+    resDel: del.reservoir,
   };
-  log('floor: warm-up');
-  for (let i = 0; i < 5; i++) {
-    tasks.bare();
-    tasks.version();
-    tasks.refused();
-    tasks.pair(bin.plugin, resConf, 'reservoir');
-    if (haveHostLocal) tasks.pair(hostLocal, hlConf, 'host-local');
-  }
-  const s = { bareA: [], bareB: [], bareTwo: [], version: [], refused: [], resPair: [], resAdd: [], resDel: [], hlPair: [] };
-  log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION, a refused ADD${haveHostLocal ? ', host-local ADD+DEL' : ''}`);
-  for (let i = 0; i < N.floorRepeats; i++) {
-    const round = {};
-    const steps = [
-      () => (round.bareA = tasks.bare()),
-      () => (round.bareB = tasks.bare()),
-      () => (round.version = tasks.version()),
-      () => (round.refused = tasks.refused()),
-      () => (round.res = tasks.pair(bin.plugin, resConf, 'reservoir')),
-    ];
-    if (haveHostLocal) steps.push(() => (round.hl = tasks.pair(hostLocal, hlConf, 'host-local')));
-    for (const step of shuffle(steps)) step();
-    s.bareA.push(round.bareA);
-    s.bareB.push(round.bareB);
-    s.bareTwo.push(round.bareA + round.bareB);
-    s.version.push(round.version);
-    s.refused.push(round.refused);
-    s.resPair.push(round.res.pair);
-    s.resAdd.push(round.res.add);
-    s.resDel.push(round.res.del);
-    if (round.hl) s.hlPair.push(round.hl.pair);
-  }
   const bareOne = median([...s.bareA, ...s.bareB]);
   const out = {
     repeats: N.floorRepeats,
     runtime: `bun ${bun.version}`,
+    timer: 'bench/spawntimer.go (Go os/exec)',
     pluginBytes: statSync(bin.plugin).size,
     medianMs: {
       bunE0: bareOne,
       twoBunE0: median(s.bareTwo),
-      reservoirPair: median(s.resPair),
+      reservoirPair: median(s.reservoir),
       reservoirAdd: median(s.resAdd),
       reservoirDel: median(s.resDel),
       reservoirVersion: median(s.version),
       reservoirRefused: median(s.refused),
-      hostLocalPair: haveHostLocal ? median(s.hlPair) : null,
+      hostLocalPair: haveHostLocal ? median(s.hostLocal) : null,
     },
     samples: s,
   };
@@ -300,10 +257,10 @@ async function benchFloor(bin, bun, daemon) {
 // ---------------------------------------------------------------------------------------------
 // 3. Daemon throughput
 
-/** Build bench/loadgen.go into tmp with Debian's golang-go; returns an error message or the path. */
-function buildLoadgen() {
-  const out = join(tmp, 'loadgen');
-  const r = spawnSync('go', ['build', '-o', out, join(ROOT, 'bench', 'loadgen.go')], {
+/** Build bench/NAME.go into tmp with Debian's golang-go; returns { path } or { error }. */
+function buildGo(name) {
+  const out = join(tmp, name);
+  const r = spawnSync('go', ['build', '-o', out, join(ROOT, 'bench', `${name}.go`)], {
     encoding: 'utf8',
     // GOCACHE as test/harness/build.sh sets it: go refuses to build without one.
     env: { ...process.env, GO111MODULE: 'off', CGO_ENABLED: '0', GOFLAGS: '', GOCACHE: process.env.GOCACHE ?? join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/tmp', '.cache'), 'go-build') },
@@ -330,7 +287,7 @@ async function startNullServer(node) {
 }
 
 async function benchThroughput(bin, node) {
-  const loadgen = buildLoadgen();
+  const loadgen = buildGo('loadgen');
   if (loadgen.error) {
     row('3 throughput', 'throughput', NaN, '', undefined, `SKIPPED: cannot build bench/loadgen.go: ${loadgen.error} (apt-get install golang-go)`);
     results.sections.throughput = { skipped: loadgen.error };
