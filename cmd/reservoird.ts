@@ -18,6 +18,7 @@ async function main(): Promise<void> {
     httpListen: flags.httpListen,
     historyMaxAgeMs: flags.historyMaxAgeMs,
     historyMaxEvents: flags.historyMaxEvents,
+    kube: flags.kube,
     log,
   });
   let stopping = false;

@@ -24,6 +24,8 @@ export async function handler(argv: Args): Promise<void> {
       ['networks', String(h.networks)],
       ['leases', String(h.leases)],
       ...h.netns.map((n): [string, string] => [`netns ${n.root}`, `${n.visible ? 'visible' : 'NOT VISIBLE'}: ${n.why}`]),
+      ['kubernetes', h.kubernetes === null ? 'off' : `${h.kubernetes.server}, node ${h.kubernetes.node}; ${h.kubernetes.fenced === null ? 'in step' : `releases paused: ${h.kubernetes.fenced}`}`],
+      ...(h.kubernetes?.refused ?? []).map((r): [string, string] => ['refused', r]),
     ]),
   );
 }

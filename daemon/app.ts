@@ -9,6 +9,7 @@ import { DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_EVENTS, type HttpListen } from '.
 import { holdersBetween } from './holders.js';
 import { Ledger } from './ledger.js';
 import { type Logger, silentLogger } from './log.js';
+import { KubeIntegration, type KubeOptions } from './kube/integration.js';
 import { NetnsView } from './netns-view.js';
 import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   readonly httpListen?: HttpListen | undefined;
   readonly historyMaxAgeMs?: number;
   readonly historyMaxEvents?: number;
+  /** The Kubernetes integration (a kubeconfig or in cluster); undefined = off. */
+  readonly kube?: KubeOptions | undefined;
 }
 
 export interface Daemon {
@@ -63,6 +66,7 @@ export interface Daemon {
   readonly status: StatusServer | undefined;
   /** Drop history beyond the retention now (the sweep does it too); resolves with how many went. */
   pruneHistory(): Promise<number>;
+  readonly kube: KubeIntegration | undefined;
   close(): Promise<void>;
 }
 
@@ -86,7 +90,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const queue = new WriteQueue(store, undefined, undefined, (seconds) => metrics.commit(seconds));
 
   const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
-  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now) : undefined;
+  let kube: KubeIntegration | undefined;
+  try {
+    kube = options.kube ? await KubeIntegration.start(options.kube, store, ledger, log, now) : undefined;
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now, kube && (() => kube!.podPresence())) : undefined;
   const historyMaxAgeMs = options.historyMaxAgeMs ?? DEFAULT_HISTORY_DAYS * 86_400_000;
   const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_EVENTS;
   const pruneHistory = async (): Promise<number> => {
@@ -108,6 +119,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     reclaimed: () => reconciler?.reclaimed ?? 0,
     netns: () => netns.roots(),
     metrics,
+    kube,
   });
 
   await prepareSocketPath(options.socket);
@@ -143,6 +155,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     log.info('status page listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address) });
   }
 
+  kube?.begin((fn) => queue.run(fn));
   const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
   let reconciling = false;
   let pruning = false;
@@ -180,10 +193,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     metrics,
     status,
     pruneHistory,
+    kube,
     async close() {
       clearInterval(sweep);
       stopWatching();
       await status?.close();
+      await kube?.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

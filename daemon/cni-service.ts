@@ -14,7 +14,8 @@ import type { Logger } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
-import type { LeaseRecord, ReservedRecord, Store } from './store.js';
+import type { AddRequest } from './kube/policy.js';
+import type { LeaseBinding, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const OFFERED_ALTERNATIVES = 5;
 
@@ -28,18 +29,30 @@ export class CniService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  add(inv: CniInvocation): IpamResult {
+  add(inv: AddRequest): IpamResult {
     this.netns.observeAdd(inv.netns);
     return this.store.transaction(() => {
       const now = this.now();
       const config = this.networks.register(inv.network, inv.rawIpam, now);
       const { containerId, ifname } = inv.attachment;
+      const claim = inv.statefulSet;
+      const binding: LeaseBinding = { podUid: inv.podUid ?? null, ownerUid: claim?.record.uid ?? null, ordinal: claim?.ordinal ?? null };
+      if (claim) this.store.putStatefulSet(claim.record);
       const leases = new Map<number, LeaseRecord>();
       for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) leases.set(lease.rangeSet, lease);
       const reattached = new Set<number>();
       if (inv.kind === 'stateful' && inv.app !== undefined) {
         for (const hold of this.store.leasesOfApp(inv.network, inv.app)) {
           if (leases.has(hold.rangeSet)) continue;
+          if (claim && hold.ownerUid && hold.ownerUid !== claim.record.uid && hold.containerId === null) {
+            // A StatefulSet recreated under the same name: the old one's holds go unless it said Retain.
+            const previous = this.store.getStatefulSet(hold.ownerUid);
+            if ((previous?.whenDeleted ?? 'Delete') === 'Delete') {
+              this.ledger.remove(hold, 'statefulset');
+              this.log.info('stateful hold released: its StatefulSet was recreated', { network: inv.network, app: inv.app, ip: formatValue(hold.family, hold.ip), oldUid: hold.ownerUid, newUid: claim.record.uid });
+              continue;
+            }
+          }
           if (hold.containerId !== null) {
             // Two live containers must never share the IP: take it over only from a container
             // whose network namespace is gone (it died without DEL), never on a guess.
@@ -56,7 +69,10 @@ export class CniService {
             this.log.warn('stateful app moved to a new container', { network: inv.network, app: inv.app, from: hold.containerId, to: containerId });
           }
           this.ledger.reattach(hold, containerId, ifname, inv.netns);
-          leases.set(hold.rangeSet, { ...hold, containerId, ifname, netns: inv.netns, detachedAt: null });
+          if (binding.podUid !== (hold.podUid ?? null) || binding.ownerUid !== (hold.ownerUid ?? null) || binding.ordinal !== (hold.ordinal ?? null)) {
+            this.store.bindLease(inv.network, hold.family, hold.ip, binding);
+          }
+          leases.set(hold.rangeSet, { ...hold, ...binding, containerId, ifname, netns: inv.netns, detachedAt: null });
           reattached.add(hold.rangeSet);
         }
       }
@@ -83,6 +99,7 @@ export class CniService {
           kind: inv.kind,
           createdAt: now,
           detachedAt: null,
+          ...binding,
         };
         const reserved = this.store.reservedCovering(inv.network, set.family, value) !== undefined;
         this.ledger.claim(lease, wanted ? 'requested' : reserved ? 'group' : 'dynamic');

@@ -1,4 +1,5 @@
 // reservoird's flags; each has an environment twin (RESERVOIR_*) for systemd units and pods.
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +18,8 @@ export interface DaemonFlags {
   readonly httpListen: HttpListen | undefined;
   readonly historyMaxAgeMs: number;
   readonly historyMaxEvents: number;
+  /** The Kubernetes integration: undefined = off. */
+  readonly kube: { readonly kubeconfig: string | undefined; readonly nodeName: string } | undefined;
 }
 
 /** Where --http-listen serves: a host (IPv4, IPv6 or a name) and a port (0: any free one). */
@@ -38,6 +41,9 @@ export function parseHttpListen(text: string): HttpListen {
   return { host: match[1] ?? match[2]!, port };
 }
 
+/** Where a pod's service account token is mounted: with KUBERNETES_SERVICE_HOST, "in cluster". */
+export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
 export const USAGE = `usage: reservoird [options]
   --socket PATH        unix socket to serve (default ${DEFAULT_SOCKET}; env RESERVOIR_SOCKET)
   --state-dir DIR      state directory (default /var/lib/reservoir; env RESERVOIR_STATE_DIR)
@@ -48,12 +54,14 @@ export const USAGE = `usage: reservoird [options]
   --log-level LEVEL    debug, info, warn or error (default info; env RESERVOIR_LOG_LEVEL)
   --reclaim-grace SECONDS  release a lease whose network namespace has been gone this long
                        (default 60; 0 disables; env RESERVOIR_RECLAIM_GRACE)
-  --node-name NAME     this node's name, shown as the node of every holder
-                       (default the host name; env RESERVOIR_NODE_NAME)
+  --node-name NAME     this node's name: shown as the node of every holder, and the node whose
+                       pods reservoird watches (default the host name; env RESERVOIR_NODE_NAME)
   --http-listen ADDR:PORT  serve the read-only status page and /metrics over TCP
                        (off by default; env RESERVOIR_HTTP_LISTEN)
   --history-days DAYS  keep per-IP history this long (default ${DEFAULT_HISTORY_DAYS}; env RESERVOIR_HISTORY_DAYS)
   --history-events N   and at most this many events (default ${DEFAULT_HISTORY_EVENTS}; env RESERVOIR_HISTORY_EVENTS)
+  --kubeconfig FILE    turn the Kubernetes integration on with this kubeconfig (env KUBECONFIG);
+                       in a pod it is on by itself (KUBERNETES_SERVICE_HOST + service account)
 `;
 
 export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): DaemonFlags {
@@ -73,6 +81,7 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
         'http-listen': { type: 'string' },
         'history-days': { type: 'string' },
         'history-events': { type: 'string' },
+        kubeconfig: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -97,7 +106,11 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
   if (!/^\d+(\.\d+)?$/.test(daysText) || Number(daysText) <= 0) throw new Error(`--history-days ${daysText}: give a number of days above 0, e.g. 30`);
   const eventsText = values['history-events'] ?? env.RESERVOIR_HISTORY_EVENTS ?? String(DEFAULT_HISTORY_EVENTS);
   if (!/^[1-9]\d{0,9}$/.test(eventsText)) throw new Error(`--history-events ${eventsText}: give a whole number of events of at least 1, e.g. 100000`);
+  const kubeconfig = values.kubeconfig ?? (env.KUBECONFIG || undefined);
+  const inCluster = kubeconfig === undefined && !!env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN);
+  if (kubeconfig !== undefined && !existsSync(kubeconfig)) throw new Error(`--kubeconfig ${kubeconfig}: no such file`);
   return {
+    kube: kubeconfig !== undefined || inCluster ? { kubeconfig, nodeName } : undefined,
     nodeName,
     httpListen: listenText === undefined || listenText === '' ? undefined : parseHttpListen(listenText),
     historyMaxAgeMs: Math.round(Number(daysText) * 86_400_000),

@@ -10,12 +10,12 @@ import type { HistoryEventKind, HistoryRecord, LeaseRecord, Store } from './stor
 
 export type Pool = 'dynamic' | 'reserved';
 export type ClaimReason = 'requested' | 'group' | 'dynamic' | 'reattached' | 'takeover';
-export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced';
+export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset';
 export type RefusalReason = 'lost_race' | 'in_use' | 'forbidden' | 'refused_change';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['lost_race', 'in_use', 'forbidden', 'refused_change'];
 /** Releases the daemon made by itself (no DEL, no operator): the reclaimed metric. */
-export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired'];
+export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired', 'statefulset'];
 
 export interface PoolCounts {
   /** With a container attached. */

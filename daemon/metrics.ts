@@ -133,7 +133,7 @@ export class Metrics {
     );
     counter(
       'reservoir_reclaimed_total',
-      'Leases the daemon released without a DEL or an operator, by reason (netns_gone, hold_expired, gc)',
+      'Leases the daemon released without a DEL or an operator, by reason (netns_gone, hold_expired, gc, statefulset)',
       ['network', 'reason'],
       reclaimed,
     );

@@ -30,17 +30,25 @@ export class NetnsReconciler {
     private readonly netns: NetnsView,
     private readonly graceMs: number,
     private readonly now: () => number = Date.now,
+    /**
+     * With the Kubernetes API: whether a lease's pod still exists, from one fresh list; undefined
+     * when the API cannot be read, and then nothing is released (a lease goes only when both its
+     * pod and its namespace are gone).
+     */
+    private readonly podPresence?: () => Promise<((lease: LeaseRecord) => boolean) | undefined>,
   ) {}
 
   /** One pass over every attached lease. Returns how many leases it released. */
   async sweep(run: RunUnit): Promise<number> {
     const seen = new Set<string>();
     let released = 0;
+    const podAlive = this.podPresence ? await this.podPresence() : () => false;
+    if (!podAlive) return 0;
     for (const network of await run(() => this.networks.names())) {
       let after: { family: Family; ip: bigint } | undefined;
       for (;;) {
         const page = await run(() => this.store.attachedLeasesAfter(network, after, RECONCILE_PAGE));
-        const due = this.due(page, seen);
+        const due = this.due(page, seen, podAlive);
         if (due.length > 0) released += await run(() => this.release(network, due));
         if (page.length < RECONCILE_PAGE) break;
         const last = page[page.length - 1]!;
@@ -54,12 +62,12 @@ export class NetnsReconciler {
   }
 
   /** The leases of a page whose namespace has been gone for the whole grace period. */
-  private due(page: readonly LeaseRecord[], seen: Set<string>): LeaseRecord[] {
+  private due(page: readonly LeaseRecord[], seen: Set<string>, podAlive: (lease: LeaseRecord) => boolean): LeaseRecord[] {
     const now = this.now();
     const due: LeaseRecord[] = [];
     for (const lease of page) {
       // Only a namespace known to be gone counts: one this daemon cannot see may be alive.
-      if (lease.netns === null || this.netns.state(lease.netns) !== 'gone') continue;
+      if (lease.netns === null || this.netns.state(lease.netns) !== 'gone' || podAlive(lease)) continue;
       const key = `${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`;
       seen.add(key);
       const since = this.missingSince.get(key) ?? now;

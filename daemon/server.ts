@@ -20,6 +20,7 @@ import {
   type RouteName,
 } from '../src/protocol.js';
 import type { CniService } from './cni-service.js';
+import type { KubeIntegration } from './kube/integration.js';
 import type { Logger } from './log.js';
 import type { NetnsRootView } from './netns-view.js';
 import type { Metrics } from './metrics.js';
@@ -41,6 +42,8 @@ export interface ServerDeps {
   /** Which netns directories the daemon can see (no reclaim or take-over where it cannot). */
   readonly netns: () => readonly NetnsRootView[];
   readonly metrics: Metrics;
+  /** The Kubernetes integration, when on. */
+  readonly kube?: KubeIntegration | undefined;
 }
 
 interface Call {
@@ -126,7 +129,7 @@ function nullableString(body: Record<string, unknown>, key: string): string | nu
   return stringField(body, key);
 }
 
-function cniInvocation(command: LeaseCommand, body: unknown) {
+function cniInvocation(command: LeaseCommand, body: unknown, podAnnotations?: Readonly<Record<string, string>>) {
   const { env, config } = objectBody(body);
   if (env === null || typeof env !== 'object' || Array.isArray(env)) throw new ReservoirError('BAD_REQUEST', '"env" must be an object of CNI_* strings');
   for (const [key, value] of Object.entries(env)) {
@@ -135,7 +138,7 @@ function cniInvocation(command: LeaseCommand, body: unknown) {
   if (config === null || typeof config !== 'object' || Array.isArray(config)) {
     throw new ReservoirError('DECODE_FAILURE', '"config" must be the network configuration object');
   }
-  return parseInvocation(command, env as Record<string, string>, config as Record<string, unknown>);
+  return parseInvocation(command, env as Record<string, string>, config as Record<string, unknown>, podAnnotations);
 }
 
 function reservedChange(body: unknown): ReservedChangeBody {
@@ -177,8 +180,9 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
   const { cni, operator, queue, store, metrics } = deps;
   let backups = 0;
   return {
-    cniAdd: timed(metrics, 'ADD', ({ body, deadline }) => {
-      const inv = cniInvocation('ADD', body);
+    cniAdd: timed(metrics, 'ADD', async ({ body, deadline }) => {
+      const plain = cniInvocation('ADD', body);
+      const inv = deps.kube ? await deps.kube.admit(plain, (annotations) => cniInvocation('ADD', body, annotations)) : plain;
       return queue.run(() => {
         refuseLate(deadline);
         return { result: cni.add(inv) };
@@ -213,6 +217,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         batches: queue.stats,
         reclaimed: deps.reclaimed(),
         netns: deps.netns(),
+        kubernetes: deps.kube?.health() ?? null,
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),

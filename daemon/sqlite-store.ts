@@ -7,7 +7,7 @@ import type { AppKind } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Span } from './allocator.js';
 import { loadSqliteAddon } from './native-addon.js';
-import type { HistoryEventKind, HistoryRecord, LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, Store } from './store.js';
+import type { HistoryEventKind, HistoryRecord, LeaseBinding, LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, StatefulSetRecord, Store } from './store.js';
 
 /** Each entry upgrades the schema by one version; never edit a released one, append instead. */
 export const MIGRATIONS: readonly string[] = [
@@ -92,6 +92,24 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX history_by_ip ON history (network, family, ip, id);
   CREATE INDEX history_by_network ON history (network, id);
   `,
+  // 4: Kubernetes: which pod (UID) holds a lease, which StatefulSet (UID) and ordinal a hold
+  // belongs to, and the last state seen of those StatefulSets (their policies outlive them).
+  `
+  ALTER TABLE leases ADD COLUMN pod_uid TEXT;
+  ALTER TABLE leases ADD COLUMN owner_uid TEXT;
+  ALTER TABLE leases ADD COLUMN ordinal INTEGER;
+  CREATE INDEX leases_by_owner ON leases (owner_uid) WHERE owner_uid IS NOT NULL;
+  CREATE TABLE statefulsets (
+    uid TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    when_deleted TEXT NOT NULL CHECK (when_deleted IN ('Delete', 'Retain')),
+    when_scaled TEXT NOT NULL CHECK (when_scaled IN ('Delete', 'Retain')),
+    ordinals_start INTEGER NOT NULL,
+    ips TEXT,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -108,6 +126,9 @@ interface LeaseRow {
   kind: string;
   created_at: number;
   detached_at: number | null;
+  pod_uid: string | null;
+  owner_uid: string | null;
+  ordinal: number | null;
 }
 
 interface ReservedRow {
@@ -159,7 +180,7 @@ function toHistory(row: HistoryRow): HistoryRecord {
   };
 }
 
-const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at';
+const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal';
 
 function toLease(row: LeaseRow): LeaseRecord {
   return {
@@ -174,6 +195,33 @@ function toLease(row: LeaseRow): LeaseRecord {
     kind: row.kind as AppKind,
     createdAt: row.created_at,
     detachedAt: row.detached_at,
+    podUid: row.pod_uid,
+    ownerUid: row.owner_uid,
+    ordinal: row.ordinal,
+  };
+}
+
+interface StatefulSetRow {
+  uid: string;
+  namespace: string;
+  name: string;
+  when_deleted: string;
+  when_scaled: string;
+  ordinals_start: number;
+  ips: string | null;
+  updated_at: number;
+}
+
+function toStatefulSet(row: StatefulSetRow): StatefulSetRecord {
+  return {
+    uid: row.uid,
+    namespace: row.namespace,
+    name: row.name,
+    whenDeleted: row.when_deleted as 'Delete' | 'Retain',
+    whenScaled: row.when_scaled as 'Delete' | 'Retain',
+    ordinalsStart: row.ordinals_start,
+    ips: row.ips,
+    updatedAt: row.updated_at,
   };
 }
 
@@ -438,6 +486,9 @@ export class SqliteStore implements Store {
       lease.kind,
       lease.createdAt,
       lease.detachedAt,
+      lease.podUid ?? null,
+      lease.ownerUid ?? null,
+      lease.ordinal ?? null,
     );
     this.markOccupied(lease.network, lease.family, lease.ip);
   }
@@ -453,6 +504,31 @@ export class SqliteStore implements Store {
 
   attachLease(network: string, family: Family, ip: bigint, containerId: string, ifname: string, netns: string | null): void {
     this.sql.attachLease.run(containerId, ifname, netns, network, family, toKey(family, ip));
+  }
+
+  bindLease(network: string, family: Family, ip: bigint, binding: LeaseBinding): void {
+    this.sql.bindLease.run(binding.podUid, binding.ownerUid, binding.ordinal, network, family, toKey(family, ip));
+  }
+
+  leasesOfOwner(ownerUid: string): LeaseRecord[] {
+    return (this.sql.leasesOfOwner.all(ownerUid) as LeaseRow[]).map(toLease);
+  }
+
+  putStatefulSet(r: StatefulSetRecord): void {
+    this.sql.putStatefulSet.run(r.uid, r.namespace, r.name, r.whenDeleted, r.whenScaled, r.ordinalsStart, r.ips, r.updatedAt);
+  }
+
+  getStatefulSet(uid: string): StatefulSetRecord | undefined {
+    const row = this.sql.getStatefulSet.get(uid) as StatefulSetRow | undefined;
+    return row && toStatefulSet(row);
+  }
+
+  listStatefulSets(): StatefulSetRecord[] {
+    return (this.sql.listStatefulSets.all() as StatefulSetRow[]).map(toStatefulSet);
+  }
+
+  deleteStatefulSet(uid: string): void {
+    this.sql.deleteStatefulSet.run(uid);
   }
 
   occupiedCovering(network: string, family: Family, x: bigint): Span | undefined {
@@ -675,7 +751,15 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`,
     ),
     detachedBefore: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND detached_at IS NOT NULL AND detached_at < ?`),
-    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    bindLease: db.prepare('UPDATE leases SET pod_uid = ?, owner_uid = ?, ordinal = ? WHERE network = ? AND family = ? AND ip = ?'),
+    leasesOfOwner: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE owner_uid = ? ORDER BY network, family, ip`),
+    putStatefulSet: db.prepare(
+      'INSERT INTO statefulsets (uid, namespace, name, when_deleted, when_scaled, ordinals_start, ips, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET when_deleted = excluded.when_deleted, when_scaled = excluded.when_scaled, ordinals_start = excluded.ordinals_start, ips = excluded.ips, updated_at = excluded.updated_at',
+    ),
+    getStatefulSet: db.prepare('SELECT * FROM statefulsets WHERE uid = ?'),
+    listStatefulSets: db.prepare('SELECT * FROM statefulsets ORDER BY namespace, name, uid'),
+    deleteStatefulSet: db.prepare('DELETE FROM statefulsets WHERE uid = ?'),
     deleteLease: db.prepare('DELETE FROM leases WHERE network = ? AND family = ? AND ip = ?'),
     detachLease: db.prepare('UPDATE leases SET container_id = NULL, ifname = NULL, netns = NULL, detached_at = ? WHERE network = ? AND family = ? AND ip = ?'),
     attachLease: db.prepare('UPDATE leases SET container_id = ?, ifname = ?, netns = ?, detached_at = NULL WHERE network = ? AND family = ? AND ip = ?'),

@@ -18,6 +18,31 @@ export interface LeaseRecord {
   readonly kind: AppKind;
   readonly createdAt: number;
   readonly detachedAt: number | null;
+  /** Kubernetes: the pod's UID, when known (a new pod of the same name has another one). */
+  readonly podUid?: string | null;
+  /** Kubernetes: the UID of the StatefulSet whose pod holds this IP, and the pod's ordinal. */
+  readonly ownerUid?: string | null;
+  readonly ordinal?: number | null;
+}
+
+/** Who holds a lease in Kubernetes terms (LeaseRecord's podUid, ownerUid, ordinal). */
+export interface LeaseBinding {
+  readonly podUid: string | null;
+  readonly ownerUid: string | null;
+  readonly ordinal: number | null;
+}
+
+/** The last state seen of a StatefulSet whose pods hold IPs here: its policies outlive it. */
+export interface StatefulSetRecord {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly whenDeleted: 'Delete' | 'Retain';
+  readonly whenScaled: 'Delete' | 'Retain';
+  readonly ordinalsStart: number;
+  /** reservoir.io/ips as written, or null. */
+  readonly ips: string | null;
+  readonly updatedAt: number;
 }
 
 /** A lease's place in the store's order (network, family, ip): where a page of a listing ends. */
@@ -117,6 +142,15 @@ export interface Store {
   deleteLease(network: string, family: Family, ip: bigint): void;
   detachLease(network: string, family: Family, ip: bigint, now: number): void;
   attachLease(network: string, family: Family, ip: bigint, containerId: string, ifname: string, netns: string | null): void;
+  /** Record whose (Kubernetes) lease this is. */
+  bindLease(network: string, family: Family, ip: bigint, binding: LeaseBinding): void;
+  /** Leases of every network held by pods of one StatefulSet (by its UID). */
+  leasesOfOwner(ownerUid: string): LeaseRecord[];
+
+  putStatefulSet(record: StatefulSetRecord): void;
+  getStatefulSet(uid: string): StatefulSetRecord | undefined;
+  listStatefulSets(): StatefulSetRecord[];
+  deleteStatefulSet(uid: string): void;
 
   /** The run of consecutive leased addresses containing x, if x is leased. */
   occupiedCovering(network: string, family: Family, x: bigint): Span | undefined;

@@ -55,6 +55,14 @@ export interface CniInvocation {
   readonly app: string | undefined;
   /** K8S_POD_NAMESPACE: who may claim a reserved entry limited to namespaces. */
   readonly podNamespace: string | undefined;
+  /** K8S_POD_NAME. */
+  readonly podName: string | undefined;
+  /** K8S_POD_UID (or the pod's UID from the Kubernetes API). */
+  readonly podUid: string | undefined;
+  /** The kind came from an annotation or CNI_ARGS, not from defaultKind: it wins over the API. */
+  readonly kindExplicit: boolean;
+  /** The runtime passed the pod annotations (otherwise the daemon may read them from the pod). */
+  readonly annotationsFromRuntime: boolean;
   readonly kind: AppKind;
   readonly requestedIps: readonly Ip[];
   readonly group: string | undefined;
@@ -135,7 +143,11 @@ export function parseCniArgs(text: string | undefined): Map<string, string> {
   return args;
 }
 
-export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Record<string, unknown>): CniInvocation {
+/**
+ * `podAnnotations`: the pod's annotations from the Kubernetes API, used only when the runtime
+ * passed none (CRI-O before 1.29, a conflist without the capability).
+ */
+export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Record<string, unknown>, podAnnotations?: Readonly<Record<string, string>>): CniInvocation {
   const cniVersion = configVersion(config);
   if (compareVersions(cniVersion, COMMAND_SINCE[command]) < 0) {
     throw new ReservoirError(
@@ -148,7 +160,8 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
   const ipam = parseIpamConfigCached(rawIpam);
   const cniArgs = parseCniArgs(env.CNI_ARGS);
   const runtimeConfig = config.runtimeConfig === undefined ? {} : asObject(config.runtimeConfig, 'runtimeConfig');
-  const annotations = parseAnnotations(runtimeConfig[POD_ANNOTATIONS_CAPABILITY]);
+  const fromRuntime = runtimeConfig[POD_ANNOTATIONS_CAPABILITY] !== undefined && runtimeConfig[POD_ANNOTATIONS_CAPABILITY] !== null;
+  const annotations = parseAnnotations(fromRuntime ? runtimeConfig[POD_ANNOTATIONS_CAPABILITY] : podAnnotations);
 
   const needsAttachment = command === 'ADD' || command === 'DEL' || command === 'CHECK';
   const attachment: Attachment = needsAttachment
@@ -188,6 +201,10 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
     netns,
     app,
     podNamespace: podNamespaceOf(cniArgs),
+    podName: cniArgs.get('K8S_POD_NAME') || undefined,
+    podUid: cniArgs.get('K8S_POD_UID') || undefined,
+    kindExplicit: kindSource !== undefined,
+    annotationsFromRuntime: fromRuntime,
     kind,
     requestedIps: command === 'ADD' ? requestedIps(config, runtimeConfig, annotations, cniArgs) : [],
     group,

@@ -42,6 +42,18 @@ export interface HealthResponse {
   readonly reclaimed: number;
   /** Per netns directory the leases name: whether reservoird sees it (it reclaims only where it does). */
   readonly netns: ReadonlyArray<{ readonly root: string; readonly visible: boolean; readonly why: string }>;
+  /** The Kubernetes integration, or null when it is off. */
+  readonly kubernetes: {
+    readonly server: string;
+    readonly node: string;
+    /** Why releases are paused (API unreachable, watch behind), or null. */
+    readonly fenced: string | null;
+    readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
+    /** StatefulSet holds released since start. */
+    readonly released: number;
+    /** Re-pinned StatefulSet IPs that wait for a running pod. */
+    readonly refused: readonly string[];
+  } | null;
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';
@@ -137,7 +149,7 @@ export interface HistoryEntryView {
   readonly ip: string;
   /** claim, hold (stateful IP kept with no container), release, refusal. */
   readonly event: 'claim' | 'hold' | 'release' | 'refusal';
-  /** claim: requested, group, dynamic, reattached, takeover; hold/release: del, gc, netns_gone, hold_expired, operator, replaced; refusal: lost_race, in_use, forbidden, refused_change. */
+  /** claim: requested, group, dynamic, reattached, takeover; hold/release: del, gc, netns_gone, hold_expired, operator, replaced, statefulset; refusal: lost_race, in_use, forbidden, refused_change. */
   readonly reason: string;
   readonly app: string | null;
   readonly containerId: string | null;

@@ -1,0 +1,276 @@
+// The Kubernetes integration: on when reservoird has a kubeconfig or runs in a cluster. It
+// watches the pods of its node and the StatefulSets, tells ADD what the API knows about its pod
+// (never waiting long for it), releases a StatefulSet's holds when it goes or shrinks (by its
+// policy), and fences every release while the API is unreachable or the watches are behind.
+// Every release is decided on a fresh read from the API, never on the cache alone.
+import { formatValue } from '../../src/address.js';
+import type { CniInvocation } from '../../src/invocation.js';
+import type { Ledger } from '../ledger.js';
+import type { Logger } from '../log.js';
+import type { RunUnit } from '../reconciler.js';
+import type { LeaseRecord, Store } from '../store.js';
+import { type KubeClient, type KubeConnection, connect } from './client.js';
+import { type PodFacts, type StatefulSetFacts, podFacts, statefulSetFacts, statefulSetOwner } from './facts.js';
+import { type AddRequest, admit, decideHolds } from './policy.js';
+import { Reflector } from './reflector.js';
+
+export interface KubeOptions extends KubeConnection {
+  readonly nodeName: string;
+  /** How long an ADD may wait for the API before it falls back to CNI_ARGS and annotations. */
+  readonly addBoundMs?: number;
+  /** How often the StatefulSet holds are checked even without a watch event. */
+  readonly resyncMs?: number;
+  readonly retryMs?: { readonly min: number; readonly max: number };
+}
+
+export const DEFAULT_ADD_BOUND_MS = 1_000;
+const READ_BOUND_MS = 10_000;
+
+export interface KubeHealth {
+  readonly server: string;
+  readonly node: string;
+  /** Why releases are paused, or null. */
+  readonly fenced: string | null;
+  readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
+  readonly released: number;
+  /** Re-pinned IPs that wait for a running pod. */
+  readonly refused: readonly string[];
+}
+
+class Timeout extends Error {}
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Timeout(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, bound]).finally(() => clearTimeout(timer));
+}
+
+export class KubeIntegration {
+  private readonly pods: Reflector<PodFacts>;
+  private readonly statefulSets: Reflector<StatefulSetFacts>;
+  private readonly addBoundMs: number;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private pending: Promise<void> | undefined;
+  private again = false;
+  private run: RunUnit | undefined;
+  private refusedNow: string[] = [];
+  released = 0;
+
+  private constructor(
+    private readonly client: KubeClient,
+    private readonly options: KubeOptions,
+    private readonly store: Store,
+    private readonly ledger: Ledger,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {
+    this.addBoundMs = options.addBoundMs ?? DEFAULT_ADD_BOUND_MS;
+    const retryMs = options.retryMs ?? { min: 500, max: 30_000 };
+    const key = (f: { namespace: string; name: string }) => `${f.namespace}/${f.name}`;
+    this.pods = new Reflector(
+      client,
+      {
+        what: `pods of node ${options.nodeName}`,
+        list: () => client.listPods(this.nodeSelector()),
+        path: '/api/v1/pods',
+        query: { fieldSelector: this.nodeSelector() },
+        facts: podFacts,
+        key,
+        retryMs,
+      },
+      log,
+    );
+    this.statefulSets = new Reflector(
+      client,
+      {
+        what: 'statefulsets',
+        list: () => client.listStatefulSets(),
+        path: '/apis/apps/v1/statefulsets',
+        query: {},
+        facts: statefulSetFacts,
+        key,
+        onChange: () => this.schedule(),
+        onSynced: () => this.schedule(),
+        retryMs,
+      },
+      log,
+    );
+  }
+
+  static async start(options: KubeOptions, store: Store, ledger: Ledger, log: Logger, now: () => number): Promise<KubeIntegration> {
+    const client = await connect(options);
+    const kube = new KubeIntegration(client, options, store, ledger, log, now);
+    kube.pods.start();
+    kube.statefulSets.start();
+    log.info('kubernetes integration on', { server: client.server, node: options.nodeName });
+    return kube;
+  }
+
+  /** Start checking StatefulSet holds, through the daemon's write queue. */
+  begin(run: RunUnit): void {
+    this.run = run;
+    this.resyncTimer = setInterval(() => this.schedule(), this.options.resyncMs ?? 30_000);
+    this.resyncTimer.unref();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    this.pods.stop();
+    this.statefulSets.stop();
+    await this.pending;
+  }
+
+  /** Why nothing may be released now, or undefined when the watches are in step with the API. */
+  fence(): string | undefined {
+    for (const r of [this.pods, this.statefulSets]) {
+      if (!r.synced) return `the Kubernetes API is unreachable or the watch has not caught up (${r.lastError ?? 'starting'})`;
+    }
+    return undefined;
+  }
+
+  /**
+   * What the API knows about an ADD's pod, within the ADD bound: its kind, its StatefulSet and
+   * ordinal, its pinned IP or group, its annotations. With the API away, the invocation as the
+   * plugin sent it (CNI_ARGS, annotations, defaultKind), and a log line that says so.
+   */
+  async admit(inv: CniInvocation, reparse: (podAnnotations: Readonly<Record<string, string>>) => CniInvocation): Promise<AddRequest> {
+    if (inv.podNamespace === undefined || inv.podName === undefined) return inv;
+    const started = Date.now();
+    let pod: PodFacts | undefined;
+    let sts: StatefulSetFacts | undefined;
+    try {
+      pod = this.freshPod(inv.podNamespace, inv.podName, inv.podUid) ?? podFacts(await within(this.client.getPod(inv.podNamespace, inv.podName), this.addBoundMs));
+      if (!pod) {
+        this.log.warn('pod not found in the Kubernetes API; using CNI_ARGS, annotations and defaultKind', { pod: `${inv.podNamespace}/${inv.podName}` });
+        return inv;
+      }
+      const owner = statefulSetOwner(pod);
+      if (owner) {
+        const cached = this.statefulSets.get(`${pod.namespace}/${owner.name}`);
+        sts = cached?.uid === owner.uid ? cached : statefulSetFacts(await within(this.client.getStatefulSet(pod.namespace, owner.name), Math.max(1, this.addBoundMs - (Date.now() - started))));
+      }
+    } catch (err) {
+      if (!pod) {
+        this.log.warn('kubernetes API unavailable for ADD; using CNI_ARGS, annotations and defaultKind', { pod: `${inv.podNamespace}/${inv.podName}`, error: (err as Error).message });
+        return inv;
+      }
+      this.log.warn('StatefulSet not readable for ADD; its pinned IPs and group are not applied', { pod: `${inv.podNamespace}/${inv.podName}`, error: (err as Error).message });
+    }
+    return admit(inv, reparse, pod, sts, this.now());
+  }
+
+  /**
+   * The pods of this node from one consistent list (a resourceVersion), for the leak rule: a
+   * lease is the pod's while a pod of that UID (or, without a UID, that name) is listed. Leases
+   * made after the list began are never judged by it. Undefined when the API cannot be read.
+   */
+  async podPresence(): Promise<((lease: LeaseRecord) => boolean) | undefined> {
+    if (this.fence()) return undefined;
+    const listedAt = this.now();
+    let items: readonly unknown[];
+    try {
+      ({ items } = await within(this.client.listPods(this.nodeSelector()), READ_BOUND_MS));
+    } catch (err) {
+      this.log.warn('kubernetes pod list failed: leak reclaim paused', { error: (err as Error).message });
+      return undefined;
+    }
+    const uids = new Set<string>();
+    const names = new Set<string>();
+    for (const item of items) {
+      const pod = podFacts(item);
+      if (!pod) continue;
+      uids.add(pod.uid);
+      names.add(`${pod.namespace}/${pod.name}`);
+    }
+    return (lease) => {
+      if (lease.createdAt >= listedAt || lease.app === null) return lease.app !== null;
+      return lease.podUid ? uids.has(lease.podUid) : names.has(lease.app);
+    };
+  }
+
+  health(): KubeHealth {
+    return {
+      server: this.client.server,
+      node: this.options.nodeName,
+      fenced: this.fence() ?? null,
+      watches: [this.pods, this.statefulSets].map((r, i) => ({
+        what: i === 0 ? `pods of node ${this.options.nodeName}` : 'statefulsets',
+        synced: r.synced,
+        resumes: r.resumes,
+        relists: r.relists,
+        error: r.lastError ?? null,
+      })),
+      released: this.released,
+      refused: this.refusedNow,
+    };
+  }
+
+  /** One pass over the StatefulSets that hold IPs here; coalesces requests made meanwhile. */
+  schedule(): Promise<void> {
+    if (!this.run) return Promise.resolve();
+    if (this.pending) {
+      this.again = true;
+      return this.pending;
+    }
+    this.pending = (async () => {
+      do {
+        this.again = false;
+        await this.reconcile(this.run!).catch((err: unknown) => this.log.error('statefulset reconcile failed', { error: String(err) }));
+      } while (this.again);
+    })().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async reconcile(run: RunUnit): Promise<void> {
+    if (this.fence()) return;
+    const refused: string[] = [];
+    for (const record of await run(() => this.store.listStatefulSets())) {
+      let current: StatefulSetFacts | undefined;
+      try {
+        // A fresh read decides: the cache may be behind (a recreated StatefulSet not seen yet).
+        current = statefulSetFacts(await within(this.client.getStatefulSet(record.namespace, record.name), READ_BOUND_MS));
+      } catch (err) {
+        this.log.warn('statefulset read failed: its holds stay', { statefulset: `${record.namespace}/${record.name}`, error: (err as Error).message });
+        continue;
+      }
+      if (this.fence()) return;
+      const done = await run(() => {
+        const decision = decideHolds(record, current, this.store.leasesOfOwner(record.uid), this.now());
+        const released: LeaseRecord[] = [];
+        for (const hold of decision.release) {
+          const current = this.store.leaseAt(hold.network, hold.family, hold.ip);
+          // Only what is still as decided on: an ADD may have attached it meanwhile.
+          if (!current || current.containerId !== null || current.ownerUid !== record.uid || current.app !== hold.app) continue;
+          this.ledger.remove(current, 'statefulset');
+          released.push(hold);
+        }
+        if (decision.record) this.store.putStatefulSet(decision.record);
+        else this.store.deleteStatefulSet(record.uid);
+        return { released, decision };
+      });
+      refused.push(...done.decision.refused);
+      this.released += done.released.length;
+      for (const hold of done.released) {
+        this.log.info('stateful hold released', { network: hold.network, app: hold.app, ip: formatValue(hold.family, hold.ip), ordinal: hold.ordinal, reason: done.decision.reason, statefulset: `${record.namespace}/${record.name}` });
+      }
+    }
+    for (const message of refused) if (!this.refusedNow.includes(message)) this.log.warn('statefulset IP change refused while its pod runs', { problem: message });
+    this.refusedNow = refused;
+  }
+
+  private nodeSelector(): string {
+    return `spec.nodeName=${this.options.nodeName}`;
+  }
+
+  /** The watched pod, if it is the one the runtime named (a same-name pod with another UID is not). */
+  private freshPod(namespace: string, name: string, uid: string | undefined): PodFacts | undefined {
+    // Without the runtime's UID the cache cannot tell a recreated pod from the old one: read it.
+    const pod = uid === undefined ? undefined : this.pods.get(`${namespace}/${name}`);
+    return pod?.uid === uid ? pod : undefined;
+  }
+}

@@ -1,0 +1,21 @@
+// Loads @kubernetes/client-node only when the Kubernetes integration is on: its ~17 MB bundle
+// would otherwise cost every daemon start-up (and the plugin must never load it).
+// Packaged, it is kube-client.cjs beside the executable (scripts/build.mjs bundles it apart from
+// reservoird; a single executable's own require() loads built-in modules only, so it is loaded
+// through createRequire); from sources or dist/, it comes from node_modules.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export const KUBE_CLIENT_FILE = 'kube-client.cjs';
+
+type ClientNode = typeof import('@kubernetes/client-node');
+
+export async function loadClientNode(): Promise<ClientNode> {
+  const script = typeof __filename === 'string' ? __filename : undefined;
+  for (const dir of [dirname(process.execPath), ...(script ? [dirname(script)] : [])]) {
+    const file = join(dir, KUBE_CLIENT_FILE);
+    if (existsSync(file)) return createRequire(file)(file) as ClientNode;
+  }
+  return import('@kubernetes/client-node');
+}
