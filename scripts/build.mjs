@@ -10,6 +10,10 @@
 // entry files, e.g. stand-ins under /tmp while cmd/ is still being written. Packages are still
 // resolved from this project's node_modules.
 //
+// @kubernetes/client-node (~17 MB bundled) stays out of the three bundles: reservoird loads it
+// only when the Kubernetes integration is on (daemon/kube/load.ts), from dist/kube-client.cjs,
+// bundled here on its own, so a daemon without Kubernetes never parses it at start-up.
+//
 // The plugin (dist/reservoir.cjs) is started for every pod, so after bundling we read esbuild's
 // metafile and warn about any node_modules package in it other than ipaddr.js.
 //
@@ -30,6 +34,9 @@ export class BuildError extends Error {}
 
 /** node_modules packages the plugin bundle may contain. */
 export const PLUGIN_ALLOWED_PACKAGES = ['ipaddr.js'];
+/** Loaded at run time by daemon/kube/load.ts, from its own bundle beside the daemon. */
+export const KUBE_CLIENT_PACKAGE = '@kubernetes/client-node';
+export const KUBE_CLIENT_FILE = 'kube-client.cjs';
 
 // esbuild empties import.meta in CommonJS output. Sources (and yargs 18, which calls
 // fileURLToPath(import.meta.url) at load time) get the bundle's own location instead.
@@ -61,6 +68,7 @@ export function esbuildOptions(overrides = {}) {
     // lets entry files outside the project (stand-ins) resolve this project's dependencies
     nodePaths: [join(ROOT, 'node_modules')],
     metafile: true,
+    external: [KUBE_CLIENT_PACKAGE],
     logLevel: 'silent', // we print errors and warnings ourselves
     absWorkingDir: ROOT,
     ...overrides,
@@ -210,6 +218,8 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
         `cmd/reservoir.ts's import graph (see the inputs in esbuild's metafile).`,
     );
   }
+  const kubeClient = names.includes('reservoird') ? await buildKubeClient(outdir) : undefined;
+  if (kubeClient) log(`  ${relative(ROOT, kubeClient).padEnd(22)} ${kib(statSync(kubeClient).size).padStart(10)}   ${KUBE_CLIENT_PACKAGE}, loaded by reservoird only with Kubernetes`);
   // The plugin's socket transport sits beside the bundle (src/native-call.ts looks for it there).
   const nativeCall = join(outdir, NATIVE_CALL_FILE);
   try {
@@ -218,7 +228,30 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
     throw new BuildError(err.message);
   }
   log(`  ${relative(ROOT, nativeCall).padEnd(22)} ${kib(statSync(nativeCall).size).padStart(10)}   native/unix-call.c`);
-  return { outputs, nativeCall, metafile: result.metafile };
+  return { outputs, nativeCall, kubeClient, metafile: result.metafile };
+}
+
+/** @kubernetes/client-node as one CommonJS file of its own (outdir/kube-client.cjs). */
+export async function buildKubeClient(outdir) {
+  const outfile = join(outdir, KUBE_CLIENT_FILE);
+  try {
+    const result = await esbuild.build(
+      esbuildOptions({
+        stdin: { contents: `export * from '${KUBE_CLIENT_PACKAGE}';`, resolveDir: ROOT, loader: 'js', sourcefile: 'kube-client.js' },
+        outfile,
+        external: [],
+        sourcemap: false,
+        metafile: false,
+        minifyWhitespace: true, // never read by people; fewer bytes to parse when loaded
+        write: false,
+      }),
+    );
+    writeOutputs(result.outputFiles);
+  } catch (err) {
+    if (err?.errors?.length) throw new BuildError(`esbuild failed (${KUBE_CLIENT_FILE}):\n${formatMessages('error', err.errors)}`);
+    throw err;
+  }
+  return outfile;
 }
 
 async function main() {

@@ -11,6 +11,8 @@
 //   build/bin/reservoirctl     embedding both bundles behind a dispatcher on basename(argv0);
 //                              reservoirctl is a hardlink to reservoird
 //   build/bin/better_sqlite3.node   better-sqlite3's addon; install it beside reservoird
+//   build/bin/kube-client.cjs       @kubernetes/client-node, which reservoird loads from beside itself
+//                                   only when the Kubernetes integration is on
 //   build/bin/reservoir_call.node   the plugin's socket transport (native/unix-call.c); install it
 //                                   beside reservoir (without it the plugin uses node:net, ~10 ms slower)
 //   build/sea/               sea-config, blob and dispatcher bundle per executable (intermediate)
@@ -59,7 +61,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
-import { BuildError, ENTRIES, ROOT, buildBundles, entryDirFrom, esbuildOptions } from './build.mjs';
+import { BuildError, ENTRIES, KUBE_CLIENT_FILE, ROOT, buildBundles, entryDirFrom, esbuildOptions } from './build.mjs';
 import { compilePlugin } from './bun.mjs';
 import { NATIVE_CALL_FILE, addonInitialised } from './native.mjs';
 
@@ -380,9 +382,12 @@ async function main() {
   if (!existsSync(addon)) throw new Fail(`better-sqlite3 prebuild not found: ${addon}`);
   const nativeCall = join(dirname(bundles.reservoir), NATIVE_CALL_FILE);
   if (!existsSync(nativeCall)) throw new Fail(`${rel(nativeCall)} is missing; run npm run build`);
+  const kubeClient = join(dirname(bundles.reservoir), KUBE_CLIENT_FILE);
+  if (!existsSync(kubeClient)) throw new Fail(`${rel(kubeClient)} is missing; run npm run build`);
   for (const [from, name] of [
     [addon, ADDON_NAME],
     [nativeCall, NATIVE_CALL_FILE],
+    [kubeClient, KUBE_CLIENT_FILE],
   ]) {
     // new inode via rename: a process that has the old file mapped is not affected
     copyFileSync(from, join(BIN, `${name}.tmp`));
@@ -394,7 +399,7 @@ async function main() {
   smokeTest();
 
   log('result:');
-  for (const f of [...ENTRIES, ADDON_NAME, NATIVE_CALL_FILE].map((n) => join(BIN, n))) {
+  for (const f of [...ENTRIES, ADDON_NAME, NATIVE_CALL_FILE, KUBE_CLIENT_FILE].map((n) => join(BIN, n))) {
     const st = statSync(f);
     console.log(`  ${rel(f).padEnd(34)} ${mib(st.size).padStart(10)}  links=${st.nlink}  sha256=${sha256(f).slice(0, 16)}`);
   }

@@ -24,6 +24,8 @@ export interface KubeClient {
   watch(path: string, query: Record<string, string>, onEvent: WatchHandler, done: (err: WatchError | undefined) => void): Promise<() => void>;
   /** Where the API is, for logs. */
   readonly server: string;
+  /** Where the client library was loaded from, for logs. */
+  readonly library: string;
 }
 
 export interface WatchError {
@@ -48,7 +50,7 @@ function statusOf(err: unknown): number | undefined {
 }
 
 export async function connect(connection: KubeConnection): Promise<KubeClient> {
-  const k8s = await loadClientNode();
+  const { k8s, from } = await loadClientNode();
   const config = new k8s.KubeConfig();
   if (connection.kubeconfig !== undefined) config.loadFromFile(connection.kubeconfig);
   else config.loadFromCluster();
@@ -73,6 +75,7 @@ export async function connect(connection: KubeConnection): Promise<KubeClient> {
   });
   return {
     server: cluster.server,
+    library: from,
     getPod: (namespace, name) => orAbsent(() => core.readNamespacedPod({ namespace, name })),
     getStatefulSet: (namespace, name) => orAbsent(() => apps.readNamespacedStatefulSet({ namespace, name })),
     listPods: async (fieldSelector) => listOf(await core.listPodForAllNamespaces({ fieldSelector })),

@@ -103,6 +103,7 @@ export function ordinalOf(pod: PodFacts, statefulSetName: string): number | unde
 }
 
 export function retentionOf(annotations: Readonly<Record<string, string>>, key: string, fallback: RetentionPolicy): RetentionPolicy {
-  const value = annotations[key]?.trim();
-  return value === 'Delete' || value === 'Retain' ? value : fallback;
+  // As in persistentVolumeClaimRetentionPolicy; "retain" is read as Retain rather than ignored.
+  const value = annotations[key]?.trim().toLowerCase();
+  return value === 'delete' ? 'Delete' : value === 'retain' ? 'Retain' : fallback;
 }

@@ -78,6 +78,8 @@ export class KubeIntegration {
         query: { fieldSelector: this.nodeSelector() },
         facts: podFacts,
         key,
+        // Releases wait for both watches: the later of the two to catch up starts the pass.
+        onSynced: () => this.schedule(),
         retryMs,
       },
       log,
@@ -104,7 +106,7 @@ export class KubeIntegration {
     const kube = new KubeIntegration(client, options, store, ledger, log, now);
     kube.pods.start();
     kube.statefulSets.start();
-    log.info('kubernetes integration on', { server: client.server, node: options.nodeName });
+    log.info('kubernetes integration on', { server: client.server, node: options.nodeName, client: client.library });
     return kube;
   }
 

@@ -11,11 +11,12 @@ export const KUBE_CLIENT_FILE = 'kube-client.cjs';
 
 type ClientNode = typeof import('@kubernetes/client-node');
 
-export async function loadClientNode(): Promise<ClientNode> {
+/** The library, and where it came from (for the start-up log). */
+export async function loadClientNode(): Promise<{ k8s: ClientNode; from: string }> {
   const script = typeof __filename === 'string' ? __filename : undefined;
   for (const dir of [dirname(process.execPath), ...(script ? [dirname(script)] : [])]) {
     const file = join(dir, KUBE_CLIENT_FILE);
-    if (existsSync(file)) return createRequire(file)(file) as ClientNode;
+    if (existsSync(file)) return { k8s: createRequire(file)(file) as ClientNode, from: file };
   }
-  return import('@kubernetes/client-node');
+  return { k8s: await import('@kubernetes/client-node'), from: 'node_modules' };
 }
