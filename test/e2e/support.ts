@@ -23,6 +23,8 @@ export const EXECUTABLES = ['reservoir', 'reservoird', 'reservoirctl'] as const;
 export const SQLITE_ADDON = 'better_sqlite3.node';
 /** The plugin's socket transport (native/unix-call.c), beside the plugin. */
 export const NATIVE_CALL_ADDON = 'reservoir_call.node';
+/** The Kubernetes client, beside reservoird: loaded only with --kubeconfig or in a pod. */
+export const KUBE_CLIENT = 'kube-client.cjs';
 /** Sources whose change makes build/bin stale. */
 const SOURCE_DIRS = ['src', 'cmd', 'daemon', 'ctl', 'native'];
 const PACKAGE_LOCK = join(REPO_ROOT, 'build', '.e2e-package.lock');
@@ -40,7 +42,7 @@ function newestMtime(dir: string): number {
 
 /** Why build/bin must be (re)built, or undefined when it is up to date. */
 export function packagingStaleReason(): string | undefined {
-  const files = [...EXECUTABLES, SQLITE_ADDON, NATIVE_CALL_ADDON].map((n) => join(BUILD_BIN, n));
+  const files = [...EXECUTABLES, SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT].map((n) => join(BUILD_BIN, n));
   const missing = files.filter((f) => !existsSync(f));
   if (missing.length > 0) return `missing ${missing.join(', ')}`;
   const oldest = Math.min(...EXECUTABLES.map((n) => statSync(join(BUILD_BIN, n)).mtimeMs));
@@ -160,7 +162,7 @@ export function snapshotBinaries(dir: string): string {
   }
   // copied, not linked: package.mjs rewrites the addons in place (copyFileSync), which must not
   // touch a file mapped by our running daemon
-  for (const addon of [SQLITE_ADDON, NATIVE_CALL_ADDON]) copyFileSync(join(BUILD_BIN, addon), join(bin, addon));
+  for (const addon of [SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT]) copyFileSync(join(BUILD_BIN, addon), join(bin, addon));
   return bin;
 }
 
@@ -215,7 +217,8 @@ export interface ReservoirEnv {
 }
 
 /** Package if needed, snapshot, start reservoird; everything registered with cleanup. */
-export async function startReservoirEnv(cleanup: Cleanup): Promise<ReservoirEnv & { packaging: string }> {
+/** `daemonArgs`: more reservoird flags, e.g. --kubeconfig FILE --node-name NAME. */
+export async function startReservoirEnv(cleanup: Cleanup, daemonArgs: readonly string[] = []): Promise<ReservoirEnv & { packaging: string }> {
   let packaging = ensurePackaged();
   // on the disk that holds build/bin, so that the snapshot hardlinks instead of copying ~380 MB
   const dir = cleanup.tempDir('e2e', tmpdir());
@@ -238,7 +241,7 @@ export async function startReservoirEnv(cleanup: Cleanup): Promise<ReservoirEnv 
   mkdirSync(cacheDir);
   // the daemon's own defaults (log level, reclaim grace), as installed: these namespaces are real
   const daemon = await DaemonProcess.start(
-    { executable: join(bin, 'reservoird'), socket: join(dir, 'r.sock'), stateDir: join(dir, 'state'), cwd: dir, logLevel: 'info', reclaimGrace: 'default' },
+    { executable: join(bin, 'reservoird'), socket: join(dir, 'r.sock'), stateDir: join(dir, 'state'), cwd: dir, logLevel: 'info', reclaimGrace: 'default', extraArgs: daemonArgs },
     20_000,
   );
   cleanup.add('stop reservoird', () => daemon.stop('SIGTERM', 5_000));
