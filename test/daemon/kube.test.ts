@@ -8,7 +8,8 @@ import type { KubeOptions } from '../../daemon/kube/integration.js';
 import { createLogger } from '../../daemon/log.js';
 import { runPlugin } from '../../src/plugin.js';
 import { FakeKube } from '../support/fake-kube.js';
-import { type TestDaemon, netConf, op, startTestDaemon, waitFor } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, op, startTestDaemon, waitFor } from './support.js';
 
 const NODE = 'node-a';
 
@@ -41,7 +42,7 @@ async function setUp(ipam: Record<string, unknown> = {}, options: { grace?: numb
   });
   const netnsDir = join(td.dir, 'netns');
   mkdirSync(netnsDir);
-  const conf = netConf('kubenet', td.socket, { ranges: [[{ subnet: '10.44.0.0/24' }]], ...ipam });
+  const conf = netconf('kubenet', td.socket, { ranges: [[{ subnet: '10.44.0.0/24' }]], ...ipam });
   env = { fake, td, conf, logs, netnsDir };
   await waitFor(async () => ((await op(td.socket, 'health')).kubernetes?.fenced === null ? true : undefined), 10_000, 'watches in step');
   rmSync(dir, { recursive: true, force: true });

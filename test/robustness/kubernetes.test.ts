@@ -6,8 +6,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, leasesOf, sleep } from '../support/daemon.js';
 import { FakeKube } from '../support/fake-kube.js';
-import { Cleanup, DaemonProcess, api, getLeases, netConf, runPluginProcess, sleep } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { callDaemon } from '../../src/client.js';
+import { runPluginProcess } from './support.js';
+
+const healthOf = (socket: string): Promise<any> => callDaemon('health', { socket, timeoutMs: 5_000 });
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run(), 60_000);
@@ -24,16 +30,16 @@ describe('Kubernetes end to end (bundled plugin, reservoird process, fake API)',
   it('StatefulSet pod: pinned IP from the API, held across DEL, released when the StatefulSet is deleted (after an API outage)', async () => {
     const fake = await FakeKube.start();
     cleanup.add('stop fake API', () => fake.close());
-    const dir = cleanup.tempDir('rsv-kube-e2e-');
+    const dir = cleanup.tempDir('kube-e2e');
     const kubeconfig = fake.writeKubeconfig(join(dir, 'kubeconfig'));
     const socket = join(dir, 'run', 'r.sock');
-    const daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state'), extraArgs: ['--kubeconfig', kubeconfig, '--node-name', 'node-e2e', '--log-level', 'info'] });
+    const daemon = await DaemonProcess.start({ socket, stateDir: join(dir, 'state'), logLevel: 'info', extraArgs: ['--kubeconfig', kubeconfig, '--node-name', 'node-e2e'] });
     cleanup.add('stop daemon', () => daemon.stop());
-    await until('watches in step', async () => (await api(socket, 'GET', '/v1/health')).json?.kubernetes?.fenced === null);
-    const health = (await api(socket, 'GET', '/v1/health')).json;
+    await until('watches in step', async () => (await healthOf(socket)).kubernetes?.fenced === null);
+    const health = await healthOf(socket);
     expect(health.kubernetes).toMatchObject({ server: fake.url, node: 'node-e2e', fenced: null });
 
-    const conf = JSON.stringify(netConf('e2ekube', socket, { ranges: [[{ subnet: '10.45.0.0/24' }]] }));
+    const conf = JSON.stringify(netconf('e2ekube', socket, { ranges: [[{ subnet: '10.45.0.0/24' }]] }));
     const netnsDir = join(dir, 'netns');
     mkdirSync(netnsDir);
     const sts = fake.createStatefulSet({ namespace: 'db', name: 'pg', replicas: 1, annotations: { 'reservoir.io/ips': '10.45.0.60' } });
@@ -56,17 +62,17 @@ describe('Kubernetes end to end (bundled plugin, reservoird process, fake API)',
     expect(added.code, added.stdout + added.stderr).toBe(0);
     expect(added.json.ips[0].address).toBe('10.45.0.60/24');
     expect((await call('DEL', 'e2e-c1')).code).toBe(0);
-    expect(await getLeases(socket, 'e2ekube')).toEqual([expect.objectContaining({ ip: '10.45.0.60', app: 'db/pg-0', kind: 'stateful', state: 'held' })]);
+    expect(await leasesOf(socket, 'e2ekube')).toEqual([expect.objectContaining({ ip: '10.45.0.60', app: 'db/pg-0', kind: 'stateful', state: 'held' })]);
 
     // The StatefulSet is deleted while the API is down: nothing is released until it is back.
     await fake.down();
     fake.delete('pods', 'db', 'pg-0');
     fake.delete('statefulsets', 'db', 'pg');
-    await until('fenced', async () => (await api(socket, 'GET', '/v1/health')).json?.kubernetes?.fenced !== null);
+    await until('fenced', async () => (await healthOf(socket)).kubernetes?.fenced !== null);
     await sleep(1_000);
-    expect(await getLeases(socket, 'e2ekube')).toHaveLength(1);
+    expect(await leasesOf(socket, 'e2ekube')).toHaveLength(1);
     await fake.up();
-    await until('hold released once the API is back', async () => (await getLeases(socket, 'e2ekube')).length === 0, 60_000);
+    await until('hold released once the API is back', async () => (await leasesOf(socket, 'e2ekube')).length === 0, 60_000);
     expect(daemon.stderr).toContain('stateful hold released');
     // as packaged: the client came from its own bundle beside the daemon's, not from node_modules
     expect(daemon.stderr).toMatch(/"msg":"kubernetes integration on".*"client":"[^"]*\/kube-client\.cjs"/);
