@@ -18,5 +18,10 @@ export async function loadClientNode(): Promise<{ k8s: ClientNode; from: string 
     const file = join(dir, KUBE_CLIENT_FILE);
     if (existsSync(file)) return { k8s: createRequire(file)(file) as ClientNode, from: file };
   }
-  return { k8s: await import('@kubernetes/client-node'), from: 'node_modules' };
+  try {
+    return { k8s: await import('@kubernetes/client-node'), from: 'node_modules' };
+  } catch (err) {
+    const beside = join(dirname(process.execPath), KUBE_CLIENT_FILE);
+    throw new Error(`the Kubernetes client is missing: install ${KUBE_CLIENT_FILE} (build/bin, from npm run package) as ${beside}, beside reservoird (${(err as Error).message})`);
+  }
 }
