@@ -1,4 +1,4 @@
-// Loads @kubernetes/client-node only when the Kubernetes integration is on: its ~17 MB bundle
+// Loads @kubernetes/client-node only when the Kubernetes integration is on: its bundle (6 MB)
 // would otherwise cost every daemon start-up (and the plugin must never load it).
 // Packaged, it is kube-client.cjs beside the executable (scripts/build.mjs bundles it apart from
 // reservoird; a single executable's own require() loads built-in modules only, so it is loaded
