@@ -19,6 +19,8 @@ async function main(): Promise<void> {
     historyMaxAgeMs: flags.historyMaxAgeMs,
     historyMaxEvents: flags.historyMaxEvents,
     kube: flags.kube,
+    installCni: flags.installCni === undefined ? undefined : { fromDir: flags.installCni, binDir: flags.cniBinDir },
+    installConflist: flags.installConflist,
     log,
   });
   let stopping = false;

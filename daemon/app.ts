@@ -7,6 +7,7 @@ import { CniService } from './cni-service.js';
 import { watchConfigDir } from './config-dir.js';
 import { DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_EVENTS, type HttpListen } from './flags.js';
 import { holdersBetween } from './holders.js';
+import { InstallError, installConflist, installPluginFiles } from './install-cni.js';
 import { Ledger } from './ledger.js';
 import { type Logger, silentLogger } from './log.js';
 import { KubeIntegration, type KubeOptions } from './kube/integration.js';
@@ -51,6 +52,10 @@ export interface DaemonOptions {
   readonly historyMaxEvents?: number;
   /** The Kubernetes integration (a kubeconfig or in cluster); undefined = off. */
   readonly kube?: KubeOptions | undefined;
+  /** Install the plugin files of `fromDir` into `binDir` before serving (reservoird --install-cni). */
+  readonly installCni?: { readonly fromDir: string; readonly binDir: string } | undefined;
+  /** Install this conflist into cniConfDir once serving (reservoird --install-conflist). */
+  readonly installConflist?: string | undefined;
 }
 
 export interface Daemon {
@@ -73,6 +78,12 @@ export interface Daemon {
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const log = options.log ?? silentLogger;
   const now = options.now ?? Date.now;
+  // The plugin goes in before the socket is served and the conflist after: a runtime that finds
+  // the conflist (containerd then reports the network ready) finds a plugin and a daemon too.
+  if (options.installCni) {
+    for (const path of await installPluginFiles(options.installCni.fromDir, options.installCni.binDir)) log.info('installed', { path });
+  }
+  if (options.installConflist && !options.cniConfDir) throw new InstallError('installConflist needs a cniConfDir to install into');
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
   const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
@@ -131,6 +142,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
   });
   secureSocket(options.socket, options.socketGid);
+
+  if (options.installConflist && options.cniConfDir) {
+    try {
+      log.info('installed', { path: await installConflist(options.installConflist, options.cniConfDir, options.socket) });
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      store.close();
+      throw err;
+    }
+  }
 
   let status: StatusServer | undefined;
   if (options.httpListen) {

@@ -20,6 +20,11 @@ export interface DaemonFlags {
   readonly historyMaxEvents: number;
   /** The Kubernetes integration: undefined = off. */
   readonly kube: { readonly kubeconfig: string | undefined; readonly nodeName: string } | undefined;
+  /** Directory holding the packaged plugin files to install into cniBinDir at start. */
+  readonly installCni: string | undefined;
+  readonly cniBinDir: string;
+  /** Conflist to install into cniConfDir once the socket is served. */
+  readonly installConflist: string | undefined;
 }
 
 /** Where --http-listen serves: a host (IPv4, IPv6 or a name) and a port (0: any free one). */
@@ -62,6 +67,11 @@ export const USAGE = `usage: reservoird [options]
   --history-events N   and at most this many events (default ${DEFAULT_HISTORY_EVENTS}; env RESERVOIR_HISTORY_EVENTS)
   --kubeconfig FILE    turn the Kubernetes integration on with this kubeconfig (env KUBECONFIG);
                        in a pod it is on by itself (KUBERNETES_SERVICE_HOST + service account)
+  --install-cni DIR    at start, install the plugin files in DIR (the plugin and its addon)
+                       into --cni-bin-dir, atomically (env RESERVOIR_INSTALL_CNI)
+  --cni-bin-dir DIR    where --install-cni puts them (default /opt/cni/bin; env RESERVOIR_CNI_BIN_DIR)
+  --install-conflist FILE  once the socket is served, install FILE into --cni-conf-dir,
+                       atomically (env RESERVOIR_INSTALL_CONFLIST)
 `;
 
 export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): DaemonFlags {
@@ -82,6 +92,9 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
         'history-days': { type: 'string' },
         'history-events': { type: 'string' },
         kubeconfig: { type: 'string' },
+        'install-cni': { type: 'string' },
+        'cni-bin-dir': { type: 'string' },
+        'install-conflist': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -109,12 +122,17 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
   const kubeconfig = values.kubeconfig ?? (env.KUBECONFIG || undefined);
   const inCluster = kubeconfig === undefined && !!env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN);
   if (kubeconfig !== undefined && !existsSync(kubeconfig)) throw new Error(`--kubeconfig ${kubeconfig}: no such file`);
+  const installConflist = values['install-conflist'] ?? env.RESERVOIR_INSTALL_CONFLIST;
+  if (installConflist !== undefined && confDir === '') throw new Error('--install-conflist needs a --cni-conf-dir to install into');
   return {
     kube: kubeconfig !== undefined || inCluster ? { kubeconfig, nodeName } : undefined,
     nodeName,
     httpListen: listenText === undefined || listenText === '' ? undefined : parseHttpListen(listenText),
     historyMaxAgeMs: Math.round(Number(daysText) * 86_400_000),
     historyMaxEvents: Number(eventsText),
+    installCni: values['install-cni'] ?? env.RESERVOIR_INSTALL_CNI,
+    cniBinDir: values['cni-bin-dir'] ?? env.RESERVOIR_CNI_BIN_DIR ?? '/opt/cni/bin',
+    installConflist,
     reclaimGraceMs: graceText === undefined ? undefined : Math.round(Number(graceText) * 1000),
     socket: values.socket ?? env.RESERVOIR_SOCKET ?? DEFAULT_SOCKET,
     stateDir,
