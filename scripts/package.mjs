@@ -234,6 +234,17 @@ const LAYOUTS = {
   shared: [['reservoird', ['reservoird', 'reservoirctl']]],
   split: [['reservoird', ['reservoird']], ['reservoirctl', ['reservoirctl']]],
 };
+/**
+ * Where the files of build/bin (default layout) are installed, listed once for every recipe that
+ * copies them (scripts/image.mjs): `plugin` into the CNI bin dir, what the plugin loads from
+ * beside itself before the plugin; `daemon` beside reservoird, which loads its addon from there;
+ * `aliases` are further names of an executable (hardlinks in build/bin).
+ */
+export const INSTALLED_FILES = {
+  plugin: [NATIVE_CALL_FILE, 'reservoir'],
+  daemon: ['reservoird', ADDON_NAME],
+  aliases: Object.fromEntries(LAYOUTS.shared.flatMap(([file, commands]) => commands.slice(1).map((alias) => [alias, file]))),
+};
 const USAGE = `usage: node scripts/package.mjs [--entry-dir DIR] [--layout ${Object.keys(LAYOUTS).join('|')}] [--no-code-cache] [--skip-build]`;
 
 function parseArgs(argv) {
