@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { DEFAULT_SOCKET } from '../src/protocol.js';
+import { parseIpamConfig } from '../src/config.js';
 import { PLUGIN_TYPE, reservoirNetworksIn } from './config-dir.js';
 
 const TEMP_SUFFIX = '.reservoir-tmp';
@@ -123,7 +123,7 @@ export async function installPluginFiles(fromDir: string, binDir: string): Promi
 
 /**
  * Installs a conflist into the CNI config directory under its own name, readable by all (0644),
- * after checking that it names a reservoir IPAM that talks to `socket` (the one this daemon
+ * after checking that it names a valid reservoir IPAM that talks to `socket` (the one this daemon
  * serves): a broken ConfigMap must stop this pod, not every pod sandbox on the node.
  */
 export async function installConflist(source: string, confDir: string, socket: string): Promise<string> {
@@ -135,7 +135,12 @@ export async function installConflist(source: string, confDir: string, socket: s
   }
   if (networks.length === 0) throw new InstallError(`--install-conflist ${source}: no plugin in it has "ipam": {"type": "${PLUGIN_TYPE}", ...}`);
   for (const { name, ipam } of networks) {
-    const wants = typeof ipam.socket === 'string' ? ipam.socket : DEFAULT_SOCKET;
+    let wants;
+    try {
+      ({ socket: wants } = parseIpamConfig(ipam));
+    } catch (err) {
+      throw new InstallError(`--install-conflist ${source}: network ${name}: ${(err as Error).message}`);
+    }
     if (wants !== socket) {
       throw new InstallError(`--install-conflist ${source}: network ${name} talks to ${wants} but this reservoird serves ${socket}; make ipam.socket and --socket agree`);
     }

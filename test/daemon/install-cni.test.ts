@@ -205,6 +205,8 @@ describe('installConflist', () => {
     );
     await expect(installConflist(fileWith('b.conflist', JSON.stringify({ name: 'x', type: 'bridge', ipam: { type: 'host-local' } })), conf, '/s')).rejects.toThrow(/no plugin in it has "ipam"/);
     await expect(installConflist(fileWith('c.conflist', '{"name": '), conf, '/s')).rejects.toThrow(/not a readable JSON CNI config/);
+    const badRange = JSON.stringify({ name: 'bad', type: 'bridge', ipam: { type: 'reservoir', ranges: [[{ subnet: '10.22.0.1/16' }]] } });
+    await expect(installConflist(fileWith('d.conflist', badRange), conf, '/run/reservoir/reservoir.sock')).rejects.toThrow(/network bad: invalid config: .*subnet/);
     expect(readdirSync(conf)).toEqual([]);
   });
 });

@@ -223,6 +223,8 @@ describe.skipIf(!!skip)('the DaemonSet container under podman', { timeout: 600_0
     expect(ipA).toMatch(/^10\.22\./);
     expect(ipB).not.toBe(ipA);
     expect(leases().map((l) => l.ip).sort()).toEqual([ipA, ipB].sort());
+    const health = JSON.parse(must('podman', ['exec', name, ...container.livenessProbe!.exec.command, '-o', 'json'])) as { netns: Array<{ root: string; visible: boolean }> };
+    expect(health.netns).toEqual([expect.objectContaining({ root: netnsDir, visible: true })]);
 
     removeNetns(doomedName);
     await until(`the lease of ${ipB} to be reclaimed`, () => !leases().some((l) => l.ip === ipB), 30_000);
