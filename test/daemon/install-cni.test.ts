@@ -246,7 +246,7 @@ describe('reservoird --install-cni / --install-conflist', () => {
     }
   });
 
-  it('refuses to start with a conflist for another socket, and frees the socket path', async () => {
+  it('refuses to start with a conflist for another socket, and lets go of the store', async () => {
     const conf = makeDir('net.d');
     const socket = join(dir, 'r.sock');
     const options = { socket, dbPath: join(dir, 'r.db'), stateDir: dir, cniConfDir: conf, installConflist: fileWith('10-reservoir.conflist', conflist('/elsewhere.sock')) };
