@@ -14,9 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import * as esbuild from 'esbuild';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startDaemon } from '../../daemon/app.js';
 import {
   InstallError,
   installConflist,
@@ -27,7 +25,8 @@ import {
   tempNameFor,
 } from '../../daemon/install-cni.js';
 import { parseDaemonFlags } from '../../daemon/flags.js';
-import { ROOT } from '../support/build.js';
+import { bundleFile } from '../../scripts/build.mjs';
+import { runDaemonToExit, startInProcessDaemon } from '../support/daemon.js';
 import { removeDir, tempDir } from '../support/tmp.js';
 
 let dir: string;
@@ -229,10 +228,8 @@ describe('reservoird --install-cni / --install-conflist', () => {
     const bin = makeDir('bin');
     const conf = makeDir('net.d');
     const socket = join(dir, 'r.sock');
-    const daemon = await startDaemon({
+    const daemon = await startInProcessDaemon('install', {
       socket,
-      dbPath: join(dir, 'state', 'r.db'),
-      stateDir: join(dir, 'state'),
       cniConfDir: conf,
       installCni: { fromDir: from, binDir: bin },
       installConflist: fileWith('10-reservoir.conflist', conflist(socket)),
@@ -240,19 +237,22 @@ describe('reservoird --install-cni / --install-conflist', () => {
     try {
       expect(readFileSync(join(bin, 'reservoir'), 'utf8')).toBe('plugin');
       expect(readdirSync(conf)).toEqual(['10-reservoir.conflist']);
-      await until(() => daemon.store.listNetworks().some((n) => n.name === 'podnet'));
+      await until(() => daemon.daemon.store.listNetworks().some((n) => n.name === 'podnet'));
     } finally {
       await daemon.close();
     }
   });
 
-  it('refuses to start with a conflist for another socket, and lets go of the store', async () => {
+  it('exits with the reason when the conflist talks to another socket, installing nothing', async () => {
     const conf = makeDir('net.d');
-    const socket = join(dir, 'r.sock');
-    const options = { socket, dbPath: join(dir, 'r.db'), stateDir: dir, cniConfDir: conf, installConflist: fileWith('10-reservoir.conflist', conflist('/elsewhere.sock')) };
-    await expect(startDaemon(options)).rejects.toThrow(/talks to \/elsewhere.sock/);
-    const daemon = await startDaemon({ ...options, installConflist: undefined });
-    await daemon.close();
+    const exit = await runDaemonToExit({
+      socket: join(dir, 'r.sock'),
+      stateDir: join(dir, 'state'),
+      extraArgs: ['--cni-conf-dir', conf, '--install-conflist', fileWith('10-reservoir.conflist', conflist('/elsewhere.sock'))],
+    });
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toMatch(/network podnet talks to \/elsewhere.sock but this reservoird serves .*r\.sock/);
+    expect(readdirSync(conf)).toEqual([]);
   });
 });
 
@@ -265,20 +265,8 @@ async function until(ok: () => boolean): Promise<void> {
   }
 }
 
-/** A node process running installFileAtomic(source, dir, 'reservoir') from daemon/install-cni.ts. */
+/** A node process running installFileAtomic(source, bin, 'reservoir') (./install-cni-child.ts). */
 async function installerChild(source: string, bin: string): Promise<ChildProcess> {
-  const script = join(dir, 'installer.cjs');
-  await esbuild.build({
-    stdin: {
-      contents: `import { installFileAtomic } from './daemon/install-cni.ts';\ninstallFileAtomic(process.argv[2], process.argv[3], 'reservoir', 0o755);\n`,
-      resolveDir: ROOT,
-      loader: 'ts',
-    },
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    outfile: script,
-    logLevel: 'silent',
-  });
+  const script = await bundleFile({ entry: join(import.meta.dirname, 'install-cni-child.ts'), outfile: join(dir, 'installer.cjs') });
   return spawn(process.execPath, [script, source, bin], { stdio: 'ignore' });
 }

@@ -4,37 +4,19 @@
 // root, no capabilities), with each hostPath mapped to a directory of a temporary "host". It must
 // install the plugin, its addon and the conflist there, serve the socket there, see network
 // namespaces the "runtime" makes there after it started, and give a plugin run on the host leases.
-// Needs root, podman, runc and mmdebstrap (.ci/run installs them); run under the heavy lock.
+// Needs root, podman, runc and mmdebstrap (.ci/run installs them); run it under the heavy lock.
 import { readFileSync, readdirSync, statSync, openSync, closeSync, readSync, mkdirSync, writeFileSync, existsSync, accessSync, constants } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join, posix } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage } from '../../scripts/image.mjs';
 import { INSTALLED_FILES } from '../../scripts/package.mjs';
 import { BUILD_BIN, ensurePackaged } from '../e2e/support.js';
-import { Cleanup, run, uniqueName } from '../e2e/netns.js';
-import { removeDir, tempDir } from '../support/tmp.js';
+import { Cleanup } from '../support/cleanup.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { run, uniqueName } from '../support/netns.js';
+import { removeDir } from '../support/tmp.js';
 import { type ConfigMap, type DaemonSet, daemonContainer, loadManifests, mountsOf, only, resolveEnv } from './manifests.js';
-
-const TOOLS: Record<string, string> = {
-  podman: 'apt-get install podman',
-  runc: 'apt-get install runc (crun refuses hosts whose cgroup v2 hierarchy has controllers beside v1)',
-  mmdebstrap: 'apt-get install mmdebstrap',
-  unshare: 'apt-get install util-linux',
-};
-
-function missingPrereqs(): string | undefined {
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push('root: run as root (podman with host mounts, network namespaces)');
-  for (const [tool, hint] of Object.entries(TOOLS)) {
-    if (run('sh', ['-c', `command -v ${tool}`]).status !== 0) missing.push(`${tool}: ${hint}`);
-  }
-  if (missing.length === 0) return undefined;
-  const msg = `deploy image test prerequisites missing:\n  ${missing.join('\n  ')}`;
-  if (process.env.CI === 'true') throw new Error(`${msg}\n(CI=true: refusing to skip)`);
-  console.warn(`${msg}\nSkipping the image test.`);
-  return msg;
-}
 
 function must(cmd: string, args: string[], timeoutMs = 120_000): string {
   const r = run(cmd, args, { timeoutMs });
@@ -64,9 +46,7 @@ async function until<T>(what: string, probe: () => T | undefined | false, timeou
   }
 }
 
-const skip = missingPrereqs();
-
-describe.skipIf(!!skip)('the DaemonSet container under podman', { timeout: 600_000 }, () => {
+describeWithPrereqs('the DaemonSet container under podman', ['root', 'podman', 'runc', 'mmdebstrap'], () => {
   const cleanup = new Cleanup();
   const manifests = loadManifests();
   const ds = only<DaemonSet>(manifests, 'DaemonSet');
@@ -148,7 +128,7 @@ describe.skipIf(!!skip)('the DaemonSet container under podman', { timeout: 600_0
     const file = onHost(join(netnsDir, ns));
     writeFileSync(file, '');
     must('unshare', [`--net=${file}`, 'true']);
-    cleanup.add(() => removeNetns(ns), `netns ${ns}`);
+    cleanup.addSync(`netns ${ns}`, () => removeNetns(ns));
     return join(netnsDir, ns);
   };
   const removeNetns = (ns: string) => {
@@ -162,19 +142,18 @@ describe.skipIf(!!skip)('the DaemonSet container under podman', { timeout: 600_0
     const started = Date.now();
     console.info(`deploy image test: ${ensurePackaged()}`);
     const image = buildImage({ tag, log: (line) => console.info(`deploy image test: ${line}`) });
-    cleanup.add(() => void run('podman', ['rmi', '--force', tag], { timeoutMs: 60_000 }), `image ${tag}`);
+    cleanup.addSync(`image ${tag}`, () => void run('podman', ['rmi', '--force', tag], { timeoutMs: 60_000 }));
     console.info(`deploy image test: image ${tag} ${(image.size / 1024 / 1024).toFixed(1)} MiB, ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    host = tempDir('ds');
-    cleanup.addPath(host);
+    host = cleanup.tempDir('ds');
     for (const { hostPath } of hostPaths) mkdirSync(onHost(hostPath), { recursive: true }); // DirectoryOrCreate
     // The runtime's netns directory is a shared mount on a node (ip netns and containerd make it
     // so): namespaces mounted there later propagate into the pod's HostToContainer mount.
     const netnsOnHost = onHost(netnsDir);
     must('mount', ['--bind', netnsOnHost, netnsOnHost]);
     must('mount', ['--make-shared', netnsOnHost]);
-    cleanup.add(() => void run('umount', ['--lazy', netnsOnHost]), 'netns dir mount');
-    cleanup.add(stopContainer, `container ${name}`);
+    cleanup.addSync('netns dir mount', () => void run('umount', ['--lazy', netnsOnHost]));
+    cleanup.addSync(`container ${name}`, stopContainer);
     startContainer();
     await until('the liveness probe to pass', () => probe().status === 0);
   });
@@ -259,4 +238,4 @@ describe.skipIf(!!skip)('the DaemonSet container under podman', { timeout: 600_0
     expect(plugin('ADD', `${name}-c`, ns, 'web-2').ips).toEqual(lease.ips);
     plugin('DEL', `${name}-c`, ns, 'web-2');
   });
-});
+}, { timeout: 600_000 });

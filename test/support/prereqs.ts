@@ -10,7 +10,7 @@ import { mountSource } from './mounts.js';
 import { CNI_PLUGIN_DIR, HARNESS_BIN, buildHarness, pingAvailable, randomSuffix, run } from './netns.js';
 import { tempDir } from './tmp.js';
 
-export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping' | 'promtool' | 'chromium';
+export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping' | 'promtool' | 'chromium' | 'podman' | 'runc' | 'mmdebstrap';
 
 /** Debian's promtool (package prometheus) and chromium, where the metrics and status page tests find them. */
 export const PROMTOOL = '/usr/bin/promtool';
@@ -32,6 +32,10 @@ function isExecutable(file: string): boolean {
 
 function failure(what: string, r: { stderr: string; error?: Error }): string {
   return `${what} failed: ${(r.error?.message ?? r.stderr).trim()}`;
+}
+
+function onPath(command: string): string | undefined {
+  return run('sh', ['-c', `command -v ${command}`]).status === 0 ? undefined : `${command} not found on PATH`;
 }
 
 function cniPlugin(name: string): string | undefined {
@@ -123,6 +127,11 @@ const REGISTRY: Record<Prereq, { readonly probe: () => string | undefined; reado
     probe: () => (isExecutable(CHROMIUM) ? undefined : `${CHROMIUM} not found`),
     install: "apt-get install chromium (Debian's; puppeteer-core drives it and downloads nothing)",
   },
+  podman: { probe: () => onPath('podman'), install: 'apt-get install podman' },
+  // podman runs the image test's container with runc: crun refuses a host whose cgroup v2
+  // hierarchy has controllers beside the v1 ones (this machine's kind)
+  runc: { probe: () => onPath('runc'), install: 'apt-get install runc' },
+  mmdebstrap: { probe: () => onPath('mmdebstrap'), install: 'apt-get install mmdebstrap' },
 };
 
 const probed = new Map<Prereq, string | undefined>();
