@@ -15,14 +15,9 @@ import { BUILD_BIN, ensurePackaged } from '../e2e/support.js';
 import { Cleanup } from '../support/cleanup.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 import { run, uniqueName } from '../support/netns.js';
+import { must } from '../support/mounts.js';
 import { removeDir } from '../support/tmp.js';
 import { type ConfigMap, type DaemonSet, daemonContainer, loadManifests, mountsOf, only, resolveEnv } from './manifests.js';
-
-function must(cmd: string, args: string[], timeoutMs = 120_000): string {
-  const r = run(cmd, args, { timeoutMs });
-  if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${r.error?.message ?? ''}${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
 
 /**
  * The hard limit of `name` ("Max open files") for this process, at most `cap`. podman asks the
