@@ -51,6 +51,7 @@ import {
   openSync,
   readFileSync,
   readSync,
+  readdirSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -245,6 +246,16 @@ export const INSTALLED_FILES = {
   daemon: ['reservoird', ADDON_NAME],
   aliases: Object.fromEntries(LAYOUTS.shared.flatMap(([file, commands]) => commands.slice(1).map((alias) => [alias, file]))),
 };
+/** Every file the default layout leaves in build/bin must be in INSTALLED_FILES, or an image or installer built from the list would lack it. */
+function checkInstalledFilesListed() {
+  const listed = new Set([...INSTALLED_FILES.plugin, ...INSTALLED_FILES.daemon, ...Object.keys(INSTALLED_FILES.aliases)]);
+  const present = readdirSync(BIN).filter((f) => !f.startsWith('.') && !f.endsWith('.tmp'));
+  const unlisted = present.filter((f) => !listed.has(f));
+  const absent = [...listed].filter((f) => !present.includes(f));
+  if (unlisted.length || absent.length) {
+    throw new Fail(`INSTALLED_FILES (scripts/package.mjs) does not match build/bin: not listed ${unlisted.join(', ') || '-'}; listed but not made ${absent.join(', ') || '-'}`);
+  }
+}
 const USAGE = `usage: node scripts/package.mjs [--entry-dir DIR] [--layout ${Object.keys(LAYOUTS).join('|')}] [--no-code-cache] [--skip-build]`;
 
 function parseArgs(argv) {
@@ -407,6 +418,7 @@ async function main() {
     log(`copied ${rel(from)} -> ${rel(join(BIN, name))}`);
   }
 
+  if (opts.layout === 'shared') checkInstalledFilesListed();
   smokeTest();
 
   log('result:');

@@ -13,6 +13,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -31,7 +32,7 @@ import { removeDir, tempDir } from '../support/tmp.js';
 
 let dir: string;
 beforeEach(() => {
-  dir = tempDir('install');
+  dir = tempDir('install', tmpdir()); // executables run from here: not on /dev/shm, which may be noexec
 });
 afterEach(() => removeDir(dir));
 

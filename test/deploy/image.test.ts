@@ -7,6 +7,7 @@
 // Needs root, podman, runc and mmdebstrap (.ci/run installs them); run it under the heavy lock.
 import { readFileSync, readdirSync, statSync, openSync, closeSync, readSync, mkdirSync, writeFileSync, existsSync, accessSync, constants } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildImage } from '../../scripts/image.mjs';
@@ -140,7 +141,8 @@ describeWithPrereqs('the DaemonSet container under podman', ['root', 'podman', '
     cleanup.addSync(`image ${tag}`, () => void run('podman', ['rmi', '--force', tag], { timeoutMs: 60_000 }));
     console.info(`deploy image test: image ${tag} ${(image.size / 1024 / 1024).toFixed(1)} MiB, ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    host = cleanup.tempDir('ds');
+    // under os.tmpdir(): the installed plugin is executed from here (/dev/shm may be noexec)
+    host = cleanup.tempDir('ds', tmpdir());
     for (const { hostPath } of hostPaths) mkdirSync(onHost(hostPath), { recursive: true }); // DirectoryOrCreate
     // The runtime's netns directory is a shared mount on a node (ip netns and containerd make it
     // so): namespaces mounted there later propagate into the pod's HostToContainer mount.
