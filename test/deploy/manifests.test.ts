@@ -58,11 +58,7 @@ describe('deploy/ manifests', () => {
     // parseDaemonFlags is strict, so an unknown flag would have thrown above; every RESERVOIR_*
     // variable must be read by it too (an unread one would be a silent no-op)
     const flagsSource = readFileSync(join(ROOT, 'daemon', 'flags.ts'), 'utf8');
-    // RESERVOIR_NODE_NAME (--node-name, a name fixed by issue 12) belongs to the Kubernetes
-    // integration, which lands on its own: the DaemonSet passes it ahead of the daemon reading it.
-    // Remove this exception when daemon/flags.ts reads it.
-    const ahead = flagsSource.includes('env.RESERVOIR_NODE_NAME') ? [] : ['RESERVOIR_NODE_NAME'];
-    for (const name of Object.keys(env).filter((n) => !ahead.includes(n))) expect(flagsSource, `env ${name}`).toContain(`env.${name}`);
+    for (const name of Object.keys(env)) expect(flagsSource, `env ${name}`).toContain(`env.${name}`);
     expect(env.RESERVOIR_NODE_NAME).toBe('node-1');
     expect(container.env.find((v) => v.name === 'RESERVOIR_NODE_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
   });
