@@ -238,12 +238,13 @@ const LAYOUTS = {
 /**
  * Where the files of build/bin (default layout) are installed, listed once for every recipe that
  * copies them (scripts/image.mjs): `plugin` into the CNI bin dir, what the plugin loads from
- * beside itself before the plugin; `daemon` beside reservoird, which loads its addon from there;
+ * beside itself before the plugin; `daemon` beside reservoird, which loads its addon and the
+ * Kubernetes client from there;
  * `aliases` are further names of an executable (hardlinks in build/bin).
  */
 export const INSTALLED_FILES = {
   plugin: [NATIVE_CALL_FILE, 'reservoir'],
-  daemon: ['reservoird', ADDON_NAME],
+  daemon: ['reservoird', ADDON_NAME, KUBE_CLIENT_FILE],
   aliases: Object.fromEntries(LAYOUTS.shared.flatMap(([file, commands]) => commands.slice(1).map((alias) => [alias, file]))),
 };
 /** Every file the default layout leaves in build/bin must be in INSTALLED_FILES, or an image or installer built from the list would lack it. */
