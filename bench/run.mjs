@@ -379,7 +379,6 @@ function fillStore(h, store, spec) {
         network: `bench-${spec.key}`,
         family: base.family,
         ip: base.value + BigInt(i),
-        rangeSet: 0,
         containerId: `fill-${i}`,
         ifname: 'eth0',
         netns: '/proc/1/ns/net',
@@ -728,7 +727,7 @@ async function benchObserve(bin) {
     for (let i = 0; i < N.historyLines; i += 64) {
       s.transaction(() => {
         for (let j = i; j < i + 64; j++) {
-          const lease = { network: 'h', family: 4, ip: 0x0a000000n + BigInt(j), rangeSet: 0, containerId: `c${j}`, ifname: 'eth0', netns: null, app: `default/p-${j}`, kind: 'stateless', createdAt: j, detachedAt: null };
+          const lease = { network: 'h', family: 4, ip: 0x0a000000n + BigInt(j), containerId: `c${j}`, ifname: 'eth0', netns: null, app: `default/p-${j}`, kind: 'stateless', createdAt: j, detachedAt: null };
           s.insertLease(lease);
           if (what === 'lease+history') {
             s.appendHistory({ at: j, network: 'h', family: 4, ip: lease.ip, event: 'claim', reason: 'dynamic', app: lease.app, containerId: lease.containerId, ifname: 'eth0', kind: 'stateless', node: 'bench', holder: null, detail: null });

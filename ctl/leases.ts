@@ -58,6 +58,7 @@ export async function handler(argv: Args<LeasesArgs>): Promise<void> {
     (after, limit) => call<LeasesResponse>('leases', argv, { query: { network: argv.network, limit: String(limit), after } }),
     argv.limit,
   );
+  for (const lease of leases) if (lease.misfit) ioOf(argv).stderr(`reservoirctl: warning: ${lease.ip} (network ${lease.network}) no longer fits its config: ${lease.misfit}\n`);
   if (more) ioOf(argv).stderr(`reservoirctl: showing the first ${leases.length} leases; more follow (leave out --limit to list them all)\n`);
   show(argv, { leases }, (a) => leasesTable(a.leases));
 }

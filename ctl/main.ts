@@ -8,6 +8,7 @@ import { CtlError, type CtlIo, EXIT_CODES, IO } from './common.js';
 import * as health from './health.js';
 import * as history from './history.js';
 import * as leases from './leases.js';
+import * as misfits from './misfits.js';
 import * as release from './release.js';
 import * as reserved from './reserved.js';
 import * as usage from './usage.js';
@@ -22,7 +23,7 @@ class UsageError extends Error {}
 /** The command path the user typed ("reserved add"), for the "run ... --help" hint. */
 function commandPath(argv: readonly string[]): string {
   const path: string[] = [];
-  const top = new Set([health, usage, leases, reserved, release, history, backup].map((m) => m.command.split(' ')[0]));
+  const top = new Set([health, usage, leases, misfits, reserved, release, history, backup].map((m) => m.command.split(' ')[0]));
   const sub = new Set(reserved.subcommands.map((m) => m.command.split(' ')[0]));
   const words = argv.filter((a) => !a.startsWith('-'));
   if (words[0] && top.has(words[0])) {
@@ -55,11 +56,12 @@ function buildParser(io: CtlIo) {
     .command(health)
     .command(usage)
     .command(leases)
+    .command(misfits)
     .command(reserved)
     .command(release)
     .command(history)
     .command(backup)
-    .demandCommand(1, 'give a command: health, usage, leases, reserved, release, history or backup')
+    .demandCommand(1, 'give a command: health, usage, leases, misfits, reserved, release, history or backup')
     .strict()
     .recommendCommands()
     .help()

@@ -1,7 +1,7 @@
 // reservoirctl usage [NET]: how full each network is.
 import type { Argv } from 'yargs';
 import type { UsageView } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { type Args, type GlobalOptions, call, ioOf, show } from './common.js';
 import { count, table, usageBar } from './format.js';
 
 export const command = 'usage [network]';
@@ -46,7 +46,21 @@ export function usageTable(networks: readonly UsageView[]): string {
   );
 }
 
+/** What an operator should act on: leases that no longer fit, runtimes that carry a stale config. */
+export function networkWarnings(n: UsageView): string[] {
+  const warnings: string[] = [];
+  if (n.misfits > 0) warnings.push(`network ${n.network}: ${n.misfits} lease(s) no longer fit its config; see reservoirctl misfits ${n.network}`);
+  if (n.staleRequests) {
+    warnings.push(
+      `network ${n.network}: ${n.staleRequests.requests} ADD(s) carried another config than ${n.configFile ?? 'its config file'} (served by the file): ${n.staleRequests.differences.join('; ')}`,
+    );
+  }
+  return warnings;
+}
+
 export async function handler(argv: Args<UsageArgs>): Promise<void> {
   const answer = await call<{ networks: UsageView[] }>('usage', argv, { query: { network: argv.network } });
+  const io = ioOf(argv);
+  for (const warning of answer.networks.flatMap(networkWarnings)) io.stderr(`reservoirctl: warning: ${warning}\n`);
   show(argv, answer, (a) => usageTable(a.networks));
 }

@@ -6,7 +6,6 @@ import { hostname } from 'node:os';
 import { CniService } from './cni-service.js';
 import { watchConfigDir } from './config-dir.js';
 import { DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_EVENTS, type HttpListen } from './flags.js';
-import { holdersBetween } from './holders.js';
 import { InstallError, installConflist, installPluginFiles } from './install-cni.js';
 import { Ledger } from './ledger.js';
 import { type Logger, silentLogger } from './log.js';
@@ -15,6 +14,7 @@ import { NetnsView } from './netns-view.js';
 import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
+import { ReservedRules } from './reserved-rules.js';
 import { createApiServer } from './server.js';
 import { NetnsReconciler } from './reconciler.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
@@ -87,16 +87,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
   const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
-  const networks = new Networks(
-    store,
-    log,
-    (network, family, start, end) => holdersBetween(store, network, family, start, end),
-    (network) => ledger.reservedChanged(network),
-  );
+  const rules = new ReservedRules(store);
+  const networks = new Networks(store, log, rules, (network) => ledger.reservedChanged(network));
+  // Without a config directory no file governs a network (one that did when the daemon last ran is learned from requests now).
+  if (!options.cniConfDir) store.transaction(() => networks.forgetFilesExcept(new Set(), new Set(), now()));
   ledger.load(networks.names());
   const netns = options.netns ?? new NetnsView(log);
   const cni = new CniService(store, networks, ledger, log, netns, now);
-  const operator = new OperatorService(store, networks, ledger, log, now);
+  const operator = new OperatorService(store, networks, ledger, rules, log, now);
   const metrics = new Metrics(ledger, () => operator.usage(undefined));
   const queue = new WriteQueue(store, undefined, undefined, (seconds) => metrics.commit(seconds));
 

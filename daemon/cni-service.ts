@@ -1,6 +1,6 @@
 // The CNI use cases: ADD, DEL, CHECK, GC, STATUS. Each runs inside one store transaction: the
 // allocator decides, the store records, the transaction commits all range sets or none.
-import { type Ip, cidrContains, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
+import { type Ip, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
 import { describeRange, namespaceAllowed } from '../src/config.js';
@@ -12,6 +12,7 @@ import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup
 import type { Ledger, RefusedIp, ReleaseReason, Requester } from './ledger.js';
 import type { Logger } from './log.js';
 import type { NetnsView } from './netns-view.js';
+import { fitOf, rangeSetKey } from './network-change.js';
 import type { Networks } from './networks.js';
 import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
 import type { AddRequest } from './kube/policy.js';
@@ -33,17 +34,30 @@ export class CniService {
     this.netns.observeAdd(inv.netns);
     return this.store.transaction(() => {
       const now = this.now();
-      const config = this.networks.register(inv.network, inv.rawIpam, now);
+      const config = this.networks.forRequest(inv, now);
+      // The governing config's defaultKind, not the one a stale request carries.
+      const kind = inv.kindGiven ? inv.kind : config.defaultKind;
+      if (kind === 'stateful' && inv.app === undefined) {
+        throw new ReservoirError(
+          'INVALID_ENV',
+          `network "${inv.network}" makes apps stateful by default (defaultKind); a stateful app needs an identity: CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME (or RESERVOIR_APP)`,
+        );
+      }
       const { containerId, ifname } = inv.attachment;
       const claim = inv.statefulSet;
       const binding: LeaseBinding = { podUid: inv.podUid ?? null, ownerUid: claim?.record.uid ?? null, ordinal: claim?.ordinal ?? null };
       if (claim) this.store.putStatefulSet(claim.record);
+      // Leases by the range set that holds their address now, not by where the set once stood.
       const leases = new Map<number, LeaseRecord>();
-      for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) leases.set(lease.rangeSet, lease);
+      for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) {
+        leases.set(setOf(config, lease, leases, `container ${containerId.slice(0, 12)} ifname ${ifname}`), lease);
+      }
       const reattached = new Set<number>();
-      if (inv.kind === 'stateful' && inv.app !== undefined) {
+      if (kind === 'stateful' && inv.app !== undefined) {
         for (const hold of this.store.leasesOfApp(inv.network, inv.app)) {
-          if (leases.has(hold.rangeSet)) continue;
+          if (hold.containerId === containerId && hold.ifname === ifname) continue;
+          const index = setOf(config, hold, new Map(), `stateful app ${inv.app}`);
+          if (leases.has(index)) continue;
           if (claim && hold.ownerUid && hold.ownerUid !== claim.record.uid && hold.containerId === null) {
             // A StatefulSet recreated under the same name: the old one's holds go unless it said Retain.
             const previous = this.store.getStatefulSet(hold.ownerUid);
@@ -72,8 +86,8 @@ export class CniService {
           if (binding.podUid !== (hold.podUid ?? null) || binding.ownerUid !== (hold.ownerUid ?? null) || binding.ordinal !== (hold.ordinal ?? null)) {
             this.store.bindLease(inv.network, hold.family, hold.ip, binding);
           }
-          leases.set(hold.rangeSet, { ...hold, ...binding, containerId, ifname, netns: inv.netns, detachedAt: null });
-          reattached.add(hold.rangeSet);
+          leases.set(index, { ...hold, ...binding, containerId, ifname, netns: inv.netns, detachedAt: null });
+          reattached.add(index);
         }
       }
       const requested = this.requestedBySet(config, inv.requestedIps);
@@ -86,17 +100,16 @@ export class CniService {
           if (!(wanted && reattached.has(index) && wanted.value !== current.ip)) return;
           this.ledger.remove(current, 'replaced');
         }
-        const value = wanted ? this.takeRequested(inv, wanted) : this.takeFree(inv, config, set, index);
+        const value = wanted ? this.takeRequested(inv, wanted) : this.takeFree(inv, set, index);
         const lease: LeaseRecord = {
           network: inv.network,
           family: set.family,
           ip: value,
-          rangeSet: index,
           containerId,
           ifname,
           netns: inv.netns,
           app: inv.app ?? null,
-          kind: inv.kind,
+          kind,
           createdAt: now,
           detachedAt: null,
           ...binding,
@@ -111,7 +124,7 @@ export class CniService {
 
   del(inv: CniInvocation): void {
     this.store.transaction(() => {
-      this.networks.register(inv.network, inv.rawIpam, this.now());
+      this.networks.forRequest(inv, this.now());
       for (const lease of this.store.leasesOfAttachment(inv.network, inv.attachment.containerId, inv.attachment.ifname)) {
         this.release(lease, 'del');
       }
@@ -119,7 +132,7 @@ export class CniService {
   }
 
   check(inv: CniInvocation): void {
-    const config = this.store.transaction(() => this.networks.register(inv.network, inv.rawIpam, this.now()));
+    const config = this.store.transaction(() => this.networks.forRequest(inv, this.now()));
     const leases = this.store.leasesOfAttachment(inv.network, inv.attachment.containerId, inv.attachment.ifname);
     if (leases.length === 0) {
       throw new ReservoirError(
@@ -127,6 +140,9 @@ export class CniService {
         `container ${inv.attachment.containerId} ifname ${inv.attachment.ifname} holds no lease in network "${inv.network}"`,
       );
     }
+    // A lease that no longer fits fails CHECK whatever prevResult says: that is what CHECK is for.
+    const placed = new Map<number, LeaseRecord>();
+    for (const lease of leases) placed.set(setOf(config, lease, placed, `container ${inv.attachment.containerId.slice(0, 12)} ifname ${inv.attachment.ifname}`), lease);
     if (inv.prevAddresses === undefined) return;
     const held = resultOf(config, leases).ips.map((ip) => ip.address).sort();
     const claimed = inv.prevAddresses
@@ -149,7 +165,7 @@ export class CniService {
     const errors: string[] = [];
     let released = 0;
     this.store.transaction(() => {
-      this.networks.register(inv.network, inv.rawIpam, this.now());
+      this.networks.forRequest(inv, this.now());
       for (const lease of this.store.attachedLeases(inv.network)) {
         if (valid.has(`${lease.containerId}\u0000${lease.ifname}`)) continue;
         try {
@@ -165,7 +181,7 @@ export class CniService {
   }
 
   status(inv: CniInvocation): StatusResponse {
-    const config = this.store.transaction(() => this.networks.register(inv.network, inv.rawIpam, this.now()));
+    const config = this.store.transaction(() => this.networks.forRequest(inv, this.now()));
     const { leased, reserved } = exclusionsOf(this.store, inv.network);
     for (const [index, set] of config.rangeSets.entries()) {
       if (!allocateNext(set, undefined, [leased, reserved])) {
@@ -234,7 +250,7 @@ export class CniService {
     return error;
   }
 
-  private takeFree(inv: CniInvocation, config: IpamConfig, set: RangeSet, index: number): bigint {
+  private takeFree(inv: CniInvocation, set: RangeSet, index: number): bigint {
     const { leased, reserved } = exclusionsOf(this.store, inv.network);
     if (inv.group !== undefined) {
       const entries = this.store.listReserved(inv.network);
@@ -261,10 +277,11 @@ export class CniService {
         );
       }
     }
-    const cursor = this.store.getCursor(inv.network, index);
+    const key = rangeSetKey(set);
+    const cursor = this.store.getCursor(inv.network, key);
     const found = allocateNext(set, cursor, [leased, reserved]);
     if (!found) throw this.exhausted(inv.network, set, index);
-    this.store.setCursor(inv.network, index, set.family, found.value);
+    this.store.setCursor(inv.network, key, set.family, found.value);
     return found.value;
   }
 
@@ -296,14 +313,23 @@ function requesterOf(inv: CniInvocation): Requester {
   return { app: inv.app ?? null, containerId: inv.attachment.containerId, ifname: inv.attachment.ifname, kind: inv.kind };
 }
 
+/**
+ * The CNI result of an attachment's leases under the network's config: each address with its
+ * range's prefix and gateway, in the config's range-set order. A lease that no longer fits is
+ * never answered with a made-up prefix or gateway: LEASE_MISFIT (callers place leases with
+ * setOf first, so this only guards).
+ */
 export function resultOf(config: IpamConfig, leases: readonly LeaseRecord[]): IpamResult {
-  const ips: ResultIp[] = [...leases]
-    .sort((a, b) => a.rangeSet - b.rangeSet)
-    .map((lease) => {
-      const range = config.rangeSets[lease.rangeSet]?.ranges.find((r) => r.subnet.family === lease.family && cidrContains(r.subnet, { family: lease.family, value: lease.ip }));
-      const prefix = range?.subnet.prefix ?? (lease.family === 4 ? 32 : 128);
-      const ip: { address: string; gateway?: string } = { address: formatIpWithPrefix({ family: lease.family, value: lease.ip }, prefix) };
-      if (range?.gateway !== undefined) ip.gateway = formatValue(lease.family, range.gateway);
+  const placed = leases.map((lease) => {
+    const fit = fitOf(config, lease.family, lease.ip);
+    if (!fit.fits) throw misfitError(lease, lease.containerId ? `container ${lease.containerId.slice(0, 12)} ifname ${lease.ifname}` : `stateful app ${lease.app}`, fit.reason);
+    return { lease, fit };
+  });
+  const ips: ResultIp[] = placed
+    .sort((a, b) => a.fit.setIndex - b.fit.setIndex)
+    .map(({ lease, fit }) => {
+      const ip: { address: string; gateway?: string } = { address: formatIpWithPrefix({ family: lease.family, value: lease.ip }, fit.range.subnet.prefix) };
+      if (fit.range.gateway !== undefined) ip.gateway = formatValue(lease.family, fit.range.gateway);
       return ip;
     });
   const result: { ips: ResultIp[]; routes: IpamConfig['routes']; dns?: IpamConfig['dns'] } = { ips, routes: config.routes };
@@ -311,4 +337,21 @@ export function resultOf(config: IpamConfig, leases: readonly LeaseRecord[]): Ip
   return result;
 }
 
+/** The index of the range set that holds a lease's address now; LEASE_MISFIT when none does, or when another lease of the holder is already there. */
+function setOf(config: IpamConfig, lease: LeaseRecord, placed: ReadonlyMap<number, LeaseRecord>, holder: string): number {
+  const fit = fitOf(config, lease.family, lease.ip);
+  if (!fit.fits) throw misfitError(lease, holder, fit.reason);
+  const other = placed.get(fit.setIndex);
+  if (other) {
+    throw misfitError(lease, holder, `${holder} also holds ${formatValue(other.family, other.ip)} in the same range set ${fit.setIndex} (${config.rangeSets[fit.setIndex]!.ranges.map(describeRange).join(', ')}): two range sets became one`);
+  }
+  return fit.setIndex;
+}
 
+function misfitError(lease: LeaseRecord, holder: string, reason: string): ReservoirError {
+  const ip = formatValue(lease.family, lease.ip);
+  return new ReservoirError(
+    'LEASE_MISFIT',
+    `${holder} holds ${ip} in network "${lease.network}", which no longer fits the network's config: ${reason}; release it with "reservoirctl misfits ${lease.network} --release" (or DEL the container), then ADD again for an address that fits`,
+  );
+}

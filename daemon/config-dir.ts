@@ -32,18 +32,28 @@ export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue
   } catch {
     return Promise.resolve(0);
   }
-  const registrations = files.flatMap((file) => {
+  // libcni takes the first file (in name order) that declares a network; so does reservoird.
+  const declared = new Map<string, { ipam: Record<string, unknown>; path: string }>();
+  const unreadable = new Set<string>();
+  for (const file of files) {
     const path = join(dir, file);
+    let found: Array<{ name: string; ipam: Record<string, unknown> }>;
     try {
-      return reservoirNetworksIn(readFileSync(path, 'utf8')).map((network) => ({ ...network, path }));
+      found = reservoirNetworksIn(readFileSync(path, 'utf8'));
     } catch (err) {
+      unreadable.add(path);
       log.warn('skipping unreadable CNI config', { path, error: (err as Error).message });
-      return [];
+      continue;
     }
-  });
-  return Promise.all(
-    registrations.map(({ name, ipam, path }) =>
-      queue.run(() => networks.register(name, ipam, now())).then(
+    for (const { name, ipam } of found) {
+      const first = declared.get(name);
+      if (first) log.warn('network declared by two CNI config files; the first wins', { network: name, used: first.path, ignored: path });
+      else declared.set(name, { ipam, path });
+    }
+  }
+  const registered = Promise.all(
+    [...declared].map(([name, { ipam, path }]) =>
+      queue.run(() => networks.fromFile(name, ipam, path, now())).then(
         () => 1,
         (err: unknown) => {
           log.warn('skipping invalid CNI config', { path, network: name, error: asReservoirError(err).message });
@@ -52,6 +62,11 @@ export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue
       ),
     ),
   ).then((counts) => counts.reduce<number>((a, b) => a + b, 0));
+  // A file that cannot be read keeps its networks: it may be half written.
+  const forgotten = queue
+    .run(() => networks.forgetFilesExcept(new Set(declared.keys()), unreadable, now()))
+    .catch((err: unknown) => log.warn('could not update networks whose config file is gone', { dir, error: asReservoirError(err).message }));
+  return Promise.all([registered, forgotten]).then(([count]) => count);
 }
 
 /**

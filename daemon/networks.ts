@@ -1,43 +1,92 @@
-// Networks the daemon knows: registered from CNI requests and from the CNI config directory.
-// A network's ipam config is kept as written and parsed with the plugin's own validator.
-// Config-sourced reserved entries are reconciled on every change of the config.
+// Networks the daemon knows, and which config governs each (README, "Which config is
+// authoritative"):
+// - a network declared by a file in the CNI config directory follows that file; what a request
+//   carries never changes it. An ADD whose config differs is served by the file's rules, and the
+//   difference is logged and shown (`usage`, `health`);
+// - a network no file declares is learned from requests: the config of the latest ADD that
+//   differs becomes the network's config;
+// - DEL, CHECK, GC and STATUS never change a stored config (libcni sends the ADD-time config
+//   again on DEL, a node may run with a stale conflist).
+// A config's `reserved` entries are reconciled through the same rules as the operator's edits
+// (reserved-rules.ts); what cannot be applied is kept with the network, so it survives restarts.
 import type { IpamConfig, ReservedSpec } from '../src/config.js';
 import { parseIpamConfigCached } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
+import type { CniInvocation } from '../src/invocation.js';
 import type { Logger } from './log.js';
-import type { ReservedRecord, Store } from './store.js';
+import { countMisfits } from './misfits.js';
+import { configDifferences } from './network-change.js';
+import type { EntryContent, ReservedRules } from './reserved-rules.js';
+import type { NetworkRecord, ReservedRecord, Store } from './store.js';
+
+/** ADDs of a file-declared network that carried another config than the file's. */
+export interface StaleRequests {
+  readonly file: string;
+  readonly differences: readonly string[];
+  readonly requests: number;
+  readonly lastSeen: number;
+}
 
 export class Networks {
-  /** Config-file reserved entries that could not be applied, per network: shown by `reserved list`.
-   *  No key: not reconciled since this daemon started. */
-  readonly conflicts = new Map<string, string[]>();
+  /** Per file-declared network: the last ADD config that differed from the file (in memory: it is about requests, which come again). */
+  private readonly stale = new Map<string, StaleRequests & { readonly json: string }>();
 
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
-    private readonly describeHolders: (network: string, family: 4 | 6, start: bigint, end: bigint) => string[],
+    private readonly rules: ReservedRules,
     /** Told (inside the transaction) when a network is new or reconciling changed its reserved entries. */
     private readonly reservedChanged: (network: string) => void = () => undefined,
   ) {}
 
-  /** Record the network's config if it changed (call inside a transaction). */
-  register(name: string, rawIpam: Record<string, unknown>, now: number): IpamConfig {
-    const json = JSON.stringify(rawIpam);
-    const config = parseIpamConfigCached(rawIpam);
-    const stored = this.store.getNetwork(name);
-    if (stored?.ipam !== json) {
-      this.store.putNetwork(name, json, now);
-      if (this.reconcileReserved(name, config, now) || !stored) this.reservedChanged(name);
-      this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new' });
-    } else if (this.conflicts.get(name)?.length !== 0) {
-      // Conflicts live in memory: rebuild them after a restart, and retry while there are some
-      // (an entry kept only because it was in use goes once its holders have).
-      if (this.reconcileReserved(name, config, now)) this.reservedChanged(name);
+  /** The config that governs a CNI request; registers or updates the network where the rules allow (call inside a transaction). */
+  forRequest(inv: Pick<CniInvocation, 'command' | 'network' | 'rawIpam' | 'ipam'>, now: number): IpamConfig {
+    const stored = this.store.getNetwork(inv.network);
+    if (!stored) {
+      // Only an ADD brings a network into being; anything else has no lease here to act on.
+      if (inv.command === 'ADD') this.record(inv.network, inv.rawIpam, inv.ipam, null, undefined, now);
+      return inv.ipam;
     }
+    const json = JSON.stringify(inv.rawIpam);
+    if (stored.file !== null) {
+      if (inv.command === 'ADD') this.compareWithFile(stored, inv.rawIpam, json, now);
+    } else if (inv.command === 'ADD' && stored.ipam !== json) {
+      this.record(inv.network, inv.rawIpam, inv.ipam, null, stored, now);
+      return inv.ipam;
+    }
+    // Most requests carry the stored config itself: its parse is the one the request already has.
+    const config = stored.ipam === json ? inv.ipam : parseIpamConfigCached(JSON.parse(stored.ipam));
+    this.retryConflicts(stored, config, now);
     return config;
   }
 
+  /** A network as a file in the CNI config directory declares it: the file wins (call inside a transaction). */
+  fromFile(name: string, rawIpam: Record<string, unknown>, file: string, now: number): IpamConfig {
+    const config = parseIpamConfigCached(rawIpam);
+    const stored = this.store.getNetwork(name);
+    if (!stored || stored.ipam !== JSON.stringify(rawIpam) || stored.file !== file) {
+      this.stale.delete(name);
+      this.record(name, rawIpam, config, file, stored, now);
+    } else this.retryConflicts(stored, config, now);
+    return config;
+  }
+
+  /** Networks whose file left the CNI config directory are learned from requests from now on; their leases and entries stay. */
+  forgetFilesExcept(declared: ReadonlySet<string>, unreadable: ReadonlySet<string>, now: number): void {
+    for (const network of this.store.listNetworks()) {
+      if (network.file === null || declared.has(network.name) || unreadable.has(network.file)) continue;
+      this.store.putNetwork(network.name, network.ipam, now, null);
+      this.stale.delete(network.name);
+      this.log.info('network no longer declared by a config file; learned from requests from now on', { network: network.name, file: network.file });
+    }
+  }
+
   get(name: string): IpamConfig {
+    return parseIpamConfigCached(JSON.parse(this.recordOf(name).ipam));
+  }
+
+  /** The stored record (file, conflicts) of a registered network, or 107. */
+  recordOf(name: string): NetworkRecord {
     const stored = this.store.getNetwork(name);
     if (!stored) {
       throw new ReservoirError(
@@ -45,79 +94,105 @@ export class Networks {
         `network "${name}" is not registered; reservoird learns networks from the CNI config directory and from the first ADD`,
       );
     }
-    return parseIpamConfigCached(JSON.parse(stored.ipam));
+    return stored;
+  }
+
+  staleRequests(name: string): StaleRequests | undefined {
+    const found = this.stale.get(name);
+    return found && { file: found.file, differences: found.differences, requests: found.requests, lastSeen: found.lastSeen };
   }
 
   names(): string[] {
     return this.store.listNetworks().map((n) => n.name);
   }
 
-  /** Make config-sourced reserved entries match the config, never dropping one that is in use. */
-  /** Returns whether any entry was added or removed. */
-  private reconcileReserved(name: string, config: IpamConfig, now: number): boolean {
-    let changed = false;
+  private record(name: string, rawIpam: Record<string, unknown>, config: IpamConfig, file: string | null, stored: NetworkRecord | undefined, now: number): void {
+    this.store.putNetwork(name, JSON.stringify(rawIpam), now, file);
+    if (this.reconcileReserved(name, config, stored?.reservedConflicts ?? [], now) || !stored) this.reservedChanged(name);
+    this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new', source: file ?? 'request' });
+    const misfits = stored ? countMisfits(this.store, name, config) : 0;
+    if (misfits > 0) {
+      this.log.warn('leases no longer fit the changed network config; ADD and CHECK refuse them', { network: name, misfits, see: `reservoirctl misfits ${name}` });
+    }
+  }
+
+  private compareWithFile(stored: NetworkRecord, rawIpam: Record<string, unknown>, json: string, now: number): void {
+    const seen = this.stale.get(stored.name);
+    if (stored.ipam === json) {
+      this.stale.delete(stored.name);
+      return;
+    }
+    if (seen?.json === json) {
+      this.stale.set(stored.name, { ...seen, requests: seen.requests + 1, lastSeen: now });
+      return;
+    }
+    const differences = configDifferences(JSON.parse(stored.ipam) as Record<string, unknown>, rawIpam);
+    if (differences.length === 0) {
+      this.stale.delete(stored.name);
+      return;
+    }
+    const file = stored.file!;
+    this.stale.set(stored.name, { file, differences, requests: 1, lastSeen: now, json });
+    this.log.warn('an ADD carried another config than the network\'s config file; served by the file', { network: stored.name, file, differences });
+  }
+
+  /** Conflicts wait for their holders: try again while there are some (an entry kept only because it was in use goes once they have). */
+  private retryConflicts(stored: NetworkRecord, config: IpamConfig, now: number): void {
+    if (stored.reservedConflicts.length > 0 && this.reconcileReserved(stored.name, config, stored.reservedConflicts, now)) this.reservedChanged(stored.name);
+  }
+
+  /** Make config-sourced reserved entries match the config, through the operator's rules; what they refuse becomes a conflict. Returns whether any entry changed. */
+  private reconcileReserved(name: string, config: IpamConfig, known: readonly string[], now: number): boolean {
     const problems: string[] = [];
-    const existing = this.store.listReserved(name);
-    // Namespaces are part of the key: a changed list replaces the entry (IPs in use stay with their pods).
-    const key = (family: number, start: bigint, end: bigint, group: string | null | undefined, namespaces: readonly string[] | null | undefined) =>
-      `${family}:${start}:${end}:${group ?? ''}:${namespaces?.join(',') ?? ''}`;
-    const wanted = new Map(config.reserved.map((spec) => [key(spec.family, spec.start, spec.end, spec.group, spec.namespaces), spec]));
-    const stale: ReservedRecord[] = [];
-    for (const record of existing) {
-      if (record.source !== 'config') continue;
-      const k = key(record.family, record.start, record.end, record.group, record.namespaces);
-      if (wanted.has(k)) wanted.delete(k);
-      else stale.push(record);
-    }
-    // A stale entry in use may go only if a new entry of the same group that is applied covers
-    // every IP in use (an entry shrunk away from free IPs); otherwise it stays. Keeping one can
-    // stop a new entry that overlaps it, so repeat until nothing changes.
-    const kept = new Set<number>();
-    const inUse = new Map(stale.map((r) => [r.id, this.store.leasesBetween(name, r.family, r.start, r.end, Number.MAX_SAFE_INTEGER)]));
-    const clashOf = (spec: ReservedSpec) =>
-      existing.find((r) => (!stale.includes(r) || kept.has(r.id)) && r.family === spec.family && r.start <= spec.end && spec.start <= r.end);
-    for (let changed = true; changed; ) {
-      changed = false;
-      const applied = [...wanted.values()].filter((spec) => !clashOf(spec));
-      for (const record of stale) {
-        if (kept.has(record.id)) continue;
-        const covered = inUse
-          .get(record.id)!
-          .every((lease) => applied.some((s) => s.family === lease.family && (s.group ?? null) === record.group && s.start <= lease.ip && lease.ip <= s.end));
-        if (!covered) {
-          kept.add(record.id);
-          changed = true;
-        }
-      }
-    }
-    for (const record of stale) {
-      if (!kept.has(record.id)) {
-        this.store.deleteReserved(record.id);
+    let changed = false;
+    const attempt = (what: string, change: () => void): boolean => {
+      try {
+        change();
         changed = true;
+        return true;
+      } catch (err) {
+        if (!(err instanceof ReservoirError) || (err.codeName !== 'RESERVED_IN_USE' && err.codeName !== 'RESERVED_CONFLICT')) throw err;
+        problems.push(`${what}: ${err.message}`);
+        return false;
+      }
+    };
+    const notApplied = (spec: ReservedSpec) => `reserved entry "${spec.entry}" from the config not applied`;
+    let stale = this.store.listReserved(name).filter((r) => r.source === 'config');
+    let pending: ReservedSpec[] = [];
+    // 1. Same addresses: the entry stays; group, note and text follow the config.
+    for (const spec of config.reserved) {
+      const same = stale.find((r) => r.family === spec.family && r.start === spec.start && r.end === spec.end);
+      if (!same) {
+        pending.push(spec);
         continue;
       }
-      const holders = this.describeHolders(name, record.family, record.start, record.end);
-      problems.push(`reserved entry "${record.entry}" left the config but stays reserved while in use by ${holders.join(', ')}`);
-    }
-    for (const spec of wanted.values()) {
-      const clash = clashOf(spec);
-      if (clash) {
-        problems.push(`reserved entry "${spec.entry}" from the config overlaps "${clash.entry}" (${clash.source}); not applied`);
-        continue;
+      stale = stale.filter((r) => r !== same);
+      const target = contentOf(spec);
+      if (target.group !== same.group || target.note !== same.note || target.entry !== same.entry || JSON.stringify(target.namespaces) !== JSON.stringify(same.namespaces)) {
+        attempt(notApplied(spec), () => this.rules.change(name, config, same, target));
       }
-      this.store.insertReserved(
-        { network: name, family: spec.family, start: spec.start, end: spec.end, group: spec.group ?? null, note: spec.note ?? null, source: 'config', entry: spec.entry, namespaces: spec.namespaces ?? null },
-        now,
-      );
-      changed = true;
     }
-    if (problems.length > 0) {
-      const known = new Set(this.conflicts.get(name));
-      this.conflicts.set(name, problems);
-      for (const problem of problems) if (!known.has(problem)) this.log.warn('reserved config conflict', { network: name, problem });
-    } else {
-      this.conflicts.set(name, []);
+    // 2. An entry moved or resized: the one old entry it overlaps (and only it) changes into it.
+    for (const spec of [...pending]) {
+      const overlaps = (r: ReservedRecord, s: ReservedSpec) => r.family === s.family && r.start <= s.end && s.start <= r.end;
+      const olds = stale.filter((r) => overlaps(r, spec));
+      if (olds.length !== 1 || pending.filter((s) => overlaps(olds[0]!, s)).length !== 1) continue;
+      const old = olds[0]!;
+      attempt(notApplied(spec), () => this.rules.change(name, config, old, contentOf(spec)));
+      stale = stale.filter((r) => r !== old);
+      pending = pending.filter((s) => s !== spec);
     }
+    // 3. Entries that left the config go, unless in use.
+    for (const record of stale) attempt(`reserved entry "${record.entry}" left the config but stays reserved`, () => this.rules.remove(name, record));
+    // 4. New entries.
+    for (const spec of pending) attempt(notApplied(spec), () => this.rules.add(name, config, contentOf(spec), 'config', now));
+
+    if (problems.length !== known.length || problems.some((p, i) => p !== known[i])) this.store.setReservedConflicts(name, problems);
+    for (const problem of problems) if (!known.includes(problem)) this.log.warn('reserved config conflict', { network: name, problem });
     return changed;
   }
+}
+
+function contentOf(spec: ReservedSpec): EntryContent {
+  return { family: spec.family, start: spec.start, end: spec.end, group: spec.group ?? null, note: spec.note ?? null, entry: spec.entry, namespaces: spec.namespaces ?? null };
 }

@@ -3,24 +3,29 @@
 // from it, change its group, nor disappear; the refusal names every holder.
 import { formatValue, fromKey, toKey } from '../src/address.js';
 import type { IpamConfig } from '../src/config.js';
-import { checkReservedPlacement, describeInterval, isNetworkName, parseGroupName, parseNamespaceGlobs, parseReservedEntry } from '../src/config.js';
+import { isNetworkName, parseGroupName, parseNamespaceGlobs, parseReservedEntry } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
-import type {
-  HistoryEntryView,
-  LeasesResponse,
-  LeaseView,
-  ReleaseResponse,
-  ReservedChangeBody,
-  ReservedEntryView,
-  ReservedIpView,
-  ReservedListResponse,
-  ReservedPageResponse,
-  UsageView,
+import {
+  type HistoryEntryView,
+  type LeasesResponse,
+  type LeaseView,
+  MISFITS_LISTED,
+  type MisfitsResponse,
+  type ReleaseResponse,
+  type ReservedChangeBody,
+  type ReservedEntryView,
+  type ReservedIpView,
+  type ReservedListResponse,
+  type ReservedPageResponse,
+  type UsageView,
 } from '../src/protocol.js';
-import { describeLease, freeReservedIps, holdersBetween } from './holders.js';
+import { describeLease, freeReservedIps } from './holders.js';
 import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
+import { countMisfits, findMisfits } from './misfits.js';
+import { fitOf } from './network-change.js';
 import type { Networks } from './networks.js';
+import type { ReservedRules } from './reserved-rules.js';
 import type { HistoryRecord, LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const MAX_FREE_LISTED = 1024;
@@ -32,6 +37,7 @@ export class OperatorService {
     private readonly store: Store,
     private readonly networks: Networks,
     private readonly ledger: Ledger,
+    private readonly rules: ReservedRules,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
@@ -44,7 +50,10 @@ export class OperatorService {
   usage(network: string | undefined): UsageView[] {
     const names = network === undefined ? this.networks.names() : [network];
     return names.map((name) => {
-      const size = sizeOf(this.networks.get(name));
+      const record = this.networks.recordOf(name);
+      const config = this.networks.get(name);
+      const size = sizeOf(config);
+      const stale = this.networks.staleRequests(name);
       let reservedTotal = 0n;
       for (const entry of this.store.listReserved(name)) reservedTotal += entry.end - entry.start + 1n;
       const { dynamic, reserved } = this.ledger.occupancy(name);
@@ -61,6 +70,9 @@ export class OperatorService {
         reservedFree: (reservedTotal - BigInt(reservedUsed)).toString(),
         held: dynamic.held + reserved.held,
         attached: dynamic.leased + reserved.leased,
+        misfits: countMisfits(this.store, name, config),
+        configFile: record.file,
+        staleRequests: stale ? { differences: stale.differences, requests: stale.requests, lastSeen: stale.lastSeen } : null,
       };
     });
   }
@@ -124,6 +136,42 @@ export class OperatorService {
     };
   }
 
+  /** The daemon-wide figures `health` shows about networks that changed. */
+  networkWarnings(): { staleConfigs: number; misfits: number } {
+    let staleConfigs = 0;
+    let misfits = 0;
+    for (const name of this.networks.names()) {
+      if (this.networks.staleRequests(name)) staleConfigs++;
+      misfits += countMisfits(this.store, name, this.networks.get(name));
+    }
+    return { staleConfigs, misfits };
+  }
+
+  /** The network's leases that no longer fit its config, at most MISFITS_LISTED, and how many there are. */
+  misfits(network: string): MisfitsResponse {
+    const config = this.networks.get(network);
+    const found = findMisfits(this.store, network, config, MISFITS_LISTED);
+    const now = this.now();
+    return {
+      network,
+      total: countMisfits(this.store, network, config),
+      leases: found.map(({ lease }) => this.leaseView(lease, config, now)),
+    };
+  }
+
+  /**
+   * Delete up to `limit` misfit leases of a network (attached or held, stateless or stateful: an
+   * address outside the config cannot be kept). One call is one unit of the write queue; the
+   * caller repeats until none are left. Returns what it released.
+   */
+  releaseMisfits(network: string, limit: number): LeaseRecord[] {
+    return this.store.transaction(() => {
+      const found = findMisfits(this.store, network, this.networks.get(network), limit);
+      for (const { lease } of found) this.ledger.remove(lease, 'operator');
+      return found.map((m) => m.lease);
+    });
+  }
+
   /**
    * One page of the lease listing: at most `limit` leases after the cursor `after`, and the
    * cursor of the next page when more may follow. A page is one read, so a listing of a million
@@ -142,18 +190,9 @@ export class OperatorService {
     const records = this.store.leasesAfter(network, from, limit + 1);
     const page = records.slice(0, limit);
     const now = this.now();
-    const leases = page.map((lease): LeaseView => ({
-      network: lease.network,
-      ip: formatValue(lease.family, lease.ip),
-      containerId: lease.containerId,
-      ifname: lease.ifname,
-      app: lease.app,
-      kind: lease.kind,
-      state: lease.containerId === null ? 'held' : 'attached',
-      reserved: this.store.reservedCovering(lease.network, lease.family, lease.ip) !== undefined,
-      createdAt: lease.createdAt,
-      ageSeconds: Math.max(0, Math.round((now - lease.createdAt) / 1000)),
-    }));
+    const configs = new Map<string, IpamConfig>();
+    const configOf = (name: string) => configs.get(name) ?? configs.set(name, this.networks.get(name)).get(name)!;
+    const leases = page.map((lease) => this.leaseView(lease, configOf(lease.network), now));
     return records.length > limit ? { leases, next: encodeLeaseCursor(page[page.length - 1]!) } : { leases };
   }
 
@@ -180,7 +219,7 @@ export class OperatorService {
       entries: entries.map((entry) => this.entryView(entry)),
       ips: ips.map((item) => item.view),
       freeTruncated,
-      conflicts: this.networks.conflicts.get(network) ?? [],
+      conflicts: this.networks.recordOf(network).reservedConflicts,
       usage: this.usage(network)[0]!,
     };
   }
@@ -189,71 +228,50 @@ export class OperatorService {
     return this.store.transaction(() => {
       const config = this.networks.get(network);
       const interval = parseReservedEntry(body.entry, 'entry');
-      this.checkPlacement(network, config, interval, undefined);
-      this.refuseTakingInUse(network, interval.family, [[interval.start, interval.end]], body.entry);
-      const record = {
-        network,
+      const content = {
         ...interval,
         group: body.group === undefined || body.group === null ? null : parseGroupName(body.group, 'group'),
         note: parseNote(body.note),
-        source: 'operator' as const,
         entry: body.entry.trim(),
         namespaces: parseNamespaces(body.namespaces),
       };
-      this.store.insertReserved(record, this.now());
+      this.rules.add(network, config, content, 'operator', this.now(), this.refused(network));
       this.ledger.reservedChanged(network);
-      this.log.info('reserved entry added', { network, entry: record.entry, group: record.group });
-      return this.entryView(this.findEntry(network, body.entry));
+      this.log.info('reserved entry added', { network, entry: content.entry, group: content.group });
+      return this.entryView(this.rules.find(network, interval, body.entry));
     });
   }
 
   reservedSet(network: string, body: ReservedChangeBody): ReservedEntryView {
     return this.store.transaction(() => {
       const config = this.networks.get(network);
-      const current = this.findEntry(network, body.entry);
-      const target = body.to === undefined ? current : { ...parseReservedEntry(body.to, 'to') };
-      const group = body.group === undefined ? current.group : body.group === null ? null : parseGroupName(body.group, 'group');
-      const note = body.note === undefined ? current.note : parseNote(body.note);
-      // Narrowing who may claim it never evicts a holder: IPs in use stay with their pods.
-      const namespaces = body.namespaces === undefined ? current.namespaces : parseNamespaces(body.namespaces);
-      // IPs that leave the entry, or all of them when the group changes, must be free.
-      const leaving: Array<[bigint, bigint]> = [];
-      if (group !== current.group || target.family !== current.family) leaving.push([current.start, current.end]);
-      else {
-        if (target.start > current.start) leaving.push([current.start, min(current.end, target.start - 1n)]);
-        if (target.end < current.end) leaving.push([max(current.start, target.end + 1n), current.end]);
-      }
-      const holders = leaving.flatMap(([start, end]) => holdersBetween(this.store, network, current.family, start, end));
-      if (holders.length > 0) {
-        const message = `cannot change reserved entry "${current.entry}" in network "${network}": IPs it would ${group !== current.group ? 'regroup' : 'drop'} are in use by ${holders.join(', ')}; release them first`;
-        this.refuseChange(network, current.family, leaving, message);
-        throw new ReservoirError('RESERVED_IN_USE', message);
-      }
-      this.checkPlacement(network, config, target, current.id);
-      const joining: Array<[bigint, bigint]> = [];
-      if (target.start < current.start) joining.push([target.start, min(target.end, current.start - 1n)]);
-      if (target.end > current.end) joining.push([max(target.start, current.end + 1n), target.end]);
-      this.refuseTakingInUse(network, target.family, joining, body.to ?? body.entry);
-      const entry = body.to === undefined ? current.entry : body.to.trim();
-      this.store.updateReserved(current.id, { family: target.family, start: target.start, end: target.end, group, note, entry, namespaces });
+      const current = this.rules.find(network, parseReservedEntry(body.entry, 'entry'), body.entry);
+      this.rules.refuseOperatorChange(network, current, this.networks.recordOf(network).file, 'change');
+      const target = body.to === undefined ? current : parseReservedEntry(body.to, 'to');
+      const content = {
+        family: target.family,
+        start: target.start,
+        end: target.end,
+        group: body.group === undefined ? current.group : body.group === null ? null : parseGroupName(body.group, 'group'),
+        note: body.note === undefined ? current.note : parseNote(body.note),
+        entry: body.to === undefined ? current.entry : body.to.trim(),
+        // Narrowing who may claim it never evicts a holder: IPs in use stay with their pods.
+        namespaces: body.namespaces === undefined ? current.namespaces : parseNamespaces(body.namespaces),
+      };
+      this.rules.change(network, config, current, content, this.refused(network));
       this.ledger.reservedChanged(network);
-      this.log.info('reserved entry changed', { network, from: current.entry, to: entry, group, namespaces });
-      return this.entryView(this.findEntry(network, entry));
+      this.log.info('reserved entry changed', { network, from: current.entry, to: content.entry, group: content.group, namespaces: content.namespaces });
+      return this.entryView(this.rules.find(network, target, content.entry));
     });
   }
 
   reservedRemove(network: string, entryText: string): ReservedEntryView {
     return this.store.transaction(() => {
       this.networks.get(network);
-      const entry = this.findEntry(network, entryText);
-      const holders = holdersBetween(this.store, network, entry.family, entry.start, entry.end);
-      if (holders.length > 0) {
-        const message = `cannot delete reserved entry "${entry.entry}" in network "${network}": in use by ${holders.join(', ')}; release them first`;
-        this.refuseChange(network, entry.family, [[entry.start, entry.end]], message);
-        throw new ReservoirError('RESERVED_IN_USE', message);
-      }
+      const entry = this.rules.find(network, parseReservedEntry(entryText, 'entry'), entryText);
+      this.rules.refuseOperatorChange(network, entry, this.networks.recordOf(network).file, 'delete');
       const view = this.entryView(entry);
-      this.store.deleteReserved(entry.id);
+      this.rules.remove(network, entry, this.refused(network));
       this.ledger.reservedChanged(network);
       this.log.info('reserved entry removed', { network, entry: entry.entry });
       return view;
@@ -290,16 +308,6 @@ export class OperatorService {
     return expired;
   }
 
-  /** Reserving an IP that a pod got without asking would make that pod a reserved holder it never was. */
-  private refuseTakingInUse(network: string, family: 4 | 6, spans: Array<[bigint, bigint]>, entry: string): void {
-    const holders = spans.flatMap(([start, end]) => holdersBetween(this.store, network, family, start, end));
-    if (holders.length > 0) {
-      const message = `cannot reserve "${entry}" in network "${network}": some of its IPs are in use by ${holders.join(', ')}; reserve around them, or wait until they are released`;
-      this.refuseChange(network, family, spans, message);
-      throw new ReservoirError('RESERVED_IN_USE', message);
-    }
-  }
-
   /** A refused change of a reserved entry goes into the history of the IPs in use that stopped it (up to HOLDERS_RECORDED). */
   private refuseChange(network: string, family: 4 | 6, spans: ReadonlyArray<readonly [bigint, bigint]>, message: string): void {
     const leases = spans.flatMap(([start, end]) => this.store.leasesBetween(network, family, start, end, HOLDERS_RECORDED)).slice(0, HOLDERS_RECORDED);
@@ -321,20 +329,27 @@ export class OperatorService {
     };
   }
 
-  private findEntry(network: string, text: string): ReservedRecord {
-    const interval = parseReservedEntry(text, 'entry');
-    const entry = this.store.listReserved(network).find((r) => r.family === interval.family && r.start === interval.start && r.end === interval.end);
-    if (!entry) throw new ReservoirError('UNKNOWN_RESERVED', `network "${network}" has no reserved entry "${text}" (see reservoirctl reserved list ${network})`);
-    return entry;
+  /** The operator's refusals go into the history of the IPs in use that stopped them. */
+  private refused(network: string): (family: 4 | 6, spans: ReadonlyArray<readonly [bigint, bigint]>, message: string) => void {
+    return (family, spans, message) => this.refuseChange(network, family, spans, message);
   }
 
-  private checkPlacement(network: string, config: IpamConfig, interval: { family: 4 | 6; start: bigint; end: bigint }, ignoreId: number | undefined): void {
-    const problem = checkReservedPlacement(interval, config.rangeSets);
-    if (problem) throw new ReservoirError('RESERVED_CONFLICT', `${problem}`);
-    const clash = this.store
-      .listReserved(network)
-      .find((r) => r.id !== ignoreId && r.family === interval.family && r.start <= interval.end && interval.start <= r.end);
-    if (clash) throw new ReservoirError('RESERVED_CONFLICT', `${describeInterval(interval)} overlaps the reserved entry "${clash.entry}"`);
+  /** A lease as listings show it; `misfit` says why, when it no longer fits its network's config. */
+  private leaseView(lease: LeaseRecord, config: IpamConfig, now: number): LeaseView {
+    const view: LeaseView = {
+      network: lease.network,
+      ip: formatValue(lease.family, lease.ip),
+      containerId: lease.containerId,
+      ifname: lease.ifname,
+      app: lease.app,
+      kind: lease.kind,
+      state: lease.containerId === null ? 'held' : 'attached',
+      reserved: this.store.reservedCovering(lease.network, lease.family, lease.ip) !== undefined,
+      createdAt: lease.createdAt,
+      ageSeconds: Math.max(0, Math.round((now - lease.createdAt) / 1000)),
+    };
+    const fit = fitOf(config, lease.family, lease.ip);
+    return fit.fits ? view : { ...view, misfit: fit.reason };
   }
 
   private entryView(entry: ReservedRecord): ReservedEntryView {
@@ -422,4 +437,3 @@ function parseNamespaces(namespaces: readonly string[] | null | undefined): read
 }
 
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
-const max = (a: bigint, b: bigint) => (a > b ? a : b);

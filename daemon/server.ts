@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
+import { formatValue } from '../src/address.js';
 import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
@@ -14,6 +15,8 @@ import {
   type HealthResponse,
   LEASES_PAGE_DEFAULT,
   LEASES_PAGE_MAX,
+  MISFITS_LISTED,
+  type MisfitsReleaseResponse,
   PROTOCOL_VERSION,
   ROUTES,
   type ReservedChangeBody,
@@ -106,6 +109,9 @@ function timed(metrics: Metrics, command: LeaseCommand, handler: Handler): Handl
 }
 
 const startedAt = Date.now();
+
+/** Misfit leases released per unit of the write queue. */
+const MISFITS_PAGE = 512;
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -218,6 +224,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         reclaimed: deps.reclaimed(),
         netns: deps.netns(),
         kubernetes: deps.kube?.health() ?? null,
+        ...operator.networkWarnings(),
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),
@@ -246,6 +253,20 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     metrics: async () => {
       const { contentType, text } = await metrics.exposition();
       return new TextAnswer(contentType, text);
+    },
+    misfits: ({ params }) => operator.misfits(params.network!),
+    misfitsRelease: async ({ params }) => {
+      // A page per unit of the write queue, so releasing a renumbered /16 never holds up CNI calls.
+      const ips: string[] = [];
+      let released = 0;
+      for (;;) {
+        const page = await queue.run(() => operator.releaseMisfits(params.network!, MISFITS_PAGE));
+        released += page.length;
+        for (const lease of page) if (ips.length < MISFITS_LISTED) ips.push(formatValue(lease.family, lease.ip));
+        if (page.length > 0) deps.log.info('released leases that no longer fit the network', { network: params.network, released: page.length, by: 'operator' });
+        if (page.length < MISFITS_PAGE) break;
+      }
+      return { network: params.network!, released, ips } satisfies MisfitsReleaseResponse;
     },
     backup: async () => {
       const path = join(deps.stateDir, `.backup-${process.pid}-${++backups}.db`);

@@ -110,6 +110,27 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 5: a network changes under its leases, so a range set is known by its content, not by its
+  // position in the config: a lease's range set is the one whose ranges hold its address (found
+  // by the services), and a round-robin cursor is keyed by the set's ranges. A network remembers
+  // the config file that declares it (NULL: learned from requests) and the config reserved
+  // entries it could not apply, so both survive a restart.
+  `
+  DROP INDEX leases_by_attachment;
+  DROP INDEX leases_by_stateful_app;
+  ALTER TABLE leases DROP COLUMN range_set;
+  CREATE INDEX leases_by_attachment ON leases (network, container_id, ifname) WHERE container_id IS NOT NULL;
+  CREATE INDEX leases_by_stateful_app ON leases (network, app) WHERE kind = 'stateful';
+  DROP TABLE cursors;
+  CREATE TABLE set_cursors (
+    network TEXT NOT NULL,
+    set_key TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    PRIMARY KEY (network, set_key)
+  ) WITHOUT ROWID;
+  ALTER TABLE networks ADD COLUMN file TEXT;
+  ALTER TABLE networks ADD COLUMN reserved_conflicts TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -118,7 +139,6 @@ interface LeaseRow {
   network: string;
   family: number;
   ip: string;
-  range_set: number;
   container_id: string | null;
   ifname: string | null;
   netns: string | null;
@@ -180,14 +200,14 @@ function toHistory(row: HistoryRow): HistoryRecord {
   };
 }
 
-const LEASE_COLUMNS = 'network, family, ip, range_set, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal';
+const NETWORK_COLUMNS = 'name, ipam, file, reserved_conflicts, updated_at';
+const LEASE_COLUMNS = 'network, family, ip, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal';
 
 function toLease(row: LeaseRow): LeaseRecord {
   return {
     network: row.network,
     family: row.family as Family,
     ip: fromKey(row.ip),
-    rangeSet: row.range_set,
     containerId: row.container_id,
     ifname: row.ifname,
     netns: row.netns,
@@ -223,6 +243,18 @@ function toStatefulSet(row: StatefulSetRow): StatefulSetRecord {
     ips: row.ips,
     updatedAt: row.updated_at,
   };
+}
+
+interface NetworkRow {
+  name: string;
+  ipam: string;
+  file: string | null;
+  reserved_conflicts: string;
+  updated_at: number;
+}
+
+function toNetwork(row: NetworkRow): NetworkRecord {
+  return { name: row.name, ipam: row.ipam, file: row.file, reservedConflicts: JSON.parse(row.reserved_conflicts) as string[], updatedAt: row.updated_at };
 }
 
 function toReserved(row: ReservedRow): ReservedRecord {
@@ -386,25 +418,24 @@ export class SqliteStore implements Store {
   }
 
   getNetwork(name: string): NetworkRecord | undefined {
-    const row = this.sql.getNetwork.get(name) as { name: string; ipam: string; updated_at: number } | undefined;
-    return row && { name: row.name, ipam: row.ipam, updatedAt: row.updated_at };
+    const row = this.sql.getNetwork.get(name) as NetworkRow | undefined;
+    return row && toNetwork(row);
   }
 
-  putNetwork(name: string, ipam: string, now: number): void {
-    this.sql.putNetwork.run(name, ipam, now, now);
+  putNetwork(name: string, ipam: string, now: number, file: string | null = null): void {
+    this.sql.putNetwork.run(name, ipam, file, now, now);
+  }
+
+  setReservedConflicts(name: string, conflicts: readonly string[]): void {
+    this.sql.setReservedConflicts.run(JSON.stringify(conflicts), name);
   }
 
   listNetworks(): NetworkRecord[] {
-    return (this.sql.listNetworks.all() as Array<{ name: string; ipam: string; updated_at: number }>).map((row) => ({
-      name: row.name,
-      ipam: row.ipam,
-      updatedAt: row.updated_at,
-    }));
+    return (this.sql.listNetworks.all() as NetworkRow[]).map(toNetwork);
   }
 
   leasesOfAttachment(network: string, containerId: string, ifname: string): LeaseRecord[] {
-    const rows = this.sql.leasesOfAttachment.all(network, containerId, ifname) as LeaseRow[];
-    return rows.sort((a, b) => a.range_set - b.range_set).map(toLease);
+    return (this.sql.leasesOfAttachment.all(network, containerId, ifname) as LeaseRow[]).map(toLease);
   }
 
   leasesOfApp(network: string, app: string): LeaseRecord[] {
@@ -478,7 +509,6 @@ export class SqliteStore implements Store {
       lease.network,
       lease.family,
       key,
-      lease.rangeSet,
       lease.containerId,
       lease.ifname,
       lease.netns,
@@ -538,13 +568,13 @@ export class SqliteStore implements Store {
     return end >= x ? { start: fromKey(row.start_ip), end } : undefined;
   }
 
-  getCursor(network: string, rangeSet: number): bigint | undefined {
-    const row = this.sql.getCursor.get(network, rangeSet) as { ip: string } | undefined;
+  getCursor(network: string, setKey: string): bigint | undefined {
+    const row = this.sql.getCursor.get(network, setKey) as { ip: string } | undefined;
     return row && fromKey(row.ip);
   }
 
-  setCursor(network: string, rangeSet: number, family: Family, ip: bigint): void {
-    this.sql.setCursor.run(network, rangeSet, toKey(family, ip));
+  setCursor(network: string, setKey: string, family: Family, ip: bigint): void {
+    this.sql.setCursor.run(network, setKey, toKey(family, ip));
   }
 
   listReserved(network: string): ReservedRecord[] {
@@ -711,18 +741,18 @@ function migrate(db: Database.Database, current: number): void {
 
 function prepareStatements(db: Database.Database) {
   return {
-    getNetwork: db.prepare('SELECT name, ipam, updated_at FROM networks WHERE name = ?'),
+    getNetwork: db.prepare(`SELECT ${NETWORK_COLUMNS} FROM networks WHERE name = ?`),
     putNetwork: db.prepare(
-      'INSERT INTO networks (name, ipam, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET ipam = excluded.ipam, updated_at = excluded.updated_at',
+      'INSERT INTO networks (name, ipam, file, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET ipam = excluded.ipam, file = excluded.file, updated_at = excluded.updated_at',
     ),
-    listNetworks: db.prepare('SELECT name, ipam, updated_at FROM networks ORDER BY name'),
-    // Sorted by range_set in JS: with ORDER BY this probe took ~3x as long (measured, bench/).
+    setReservedConflicts: db.prepare('UPDATE networks SET reserved_conflicts = ? WHERE name = ?'),
+    listNetworks: db.prepare(`SELECT ${NETWORK_COLUMNS} FROM networks ORDER BY name`),
     leasesOfAttachment: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases INDEXED BY leases_by_attachment WHERE network = ? AND container_id = ? AND ifname = ?`),
     // "= (SELECT ?)", not "= ?", in statements with ORDER BY: this SQLite (3.54, STAT4) re-prepares
     // such a statement at every call when an index-prefix equality is a bare parameter (~6 us
     // more per call; measured: runAtOrBefore 7.4 -> 1.4 us, leasesOfApp 14 -> 1.8 us). Same plan.
     leasesOfApp: db.prepare(
-      `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = (SELECT ?) AND app = (SELECT ?) AND kind = 'stateful' ORDER BY range_set`,
+      `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = (SELECT ?) AND app = (SELECT ?) AND kind = 'stateful' ORDER BY family, ip`,
     ),
     leaseAt: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip = ?`),
     leasesBetween: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND family = ? AND ip BETWEEN ? AND ? ORDER BY ip LIMIT ?`),
@@ -751,7 +781,7 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`,
     ),
     detachedBefore: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND detached_at IS NOT NULL AND detached_at < ?`),
-    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     bindLease: db.prepare('UPDATE leases SET pod_uid = ?, owner_uid = ?, ordinal = ? WHERE network = ? AND family = ? AND ip = ?'),
     leasesOfOwner: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE owner_uid = ? ORDER BY network, family, ip`),
     putStatefulSet: db.prepare(
@@ -770,8 +800,8 @@ function prepareStatements(db: Database.Database) {
     insertRun: db.prepare('INSERT INTO occupied (network, family, start_ip, end_ip) VALUES (?, ?, ?, ?)'),
     deleteRun: db.prepare('DELETE FROM occupied WHERE network = ? AND family = ? AND start_ip = ?'),
     setRunEnd: db.prepare('UPDATE occupied SET end_ip = ? WHERE network = ? AND family = ? AND start_ip = ?'),
-    getCursor: db.prepare('SELECT ip FROM cursors WHERE network = ? AND range_set = ?'),
-    setCursor: db.prepare('INSERT INTO cursors (network, range_set, ip) VALUES (?, ?, ?) ON CONFLICT (network, range_set) DO UPDATE SET ip = excluded.ip'),
+    getCursor: db.prepare('SELECT ip FROM set_cursors WHERE network = ? AND set_key = ?'),
+    setCursor: db.prepare('INSERT INTO set_cursors (network, set_key, ip) VALUES (?, ?, ?) ON CONFLICT (network, set_key) DO UPDATE SET ip = excluded.ip'),
     listReserved: db.prepare('SELECT * FROM reserved WHERE network = ? ORDER BY family, start_ip'),
     insertReserved: db.prepare(
       'INSERT INTO reserved (network, family, start_ip, end_ip, grp, note, source, entry, created_at, namespaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',

@@ -9,7 +9,6 @@ export interface LeaseRecord {
   readonly network: string;
   readonly family: Family;
   readonly ip: bigint;
-  readonly rangeSet: number;
   /** Null when a stateful app's IP is held with no container attached. */
   readonly containerId: string | null;
   readonly ifname: string | null;
@@ -94,6 +93,10 @@ export interface NetworkRecord {
   readonly name: string;
   /** The ipam object as JSON text, parsed again with the same validator on load. */
   readonly ipam: string;
+  /** The CNI config file that declares the network (it wins over requests); null: learned from requests. */
+  readonly file: string | null;
+  /** Entries of the config's `reserved` list that could not be applied, and why. */
+  readonly reservedConflicts: readonly string[];
   readonly updatedAt: number;
 }
 
@@ -116,7 +119,8 @@ export interface Store {
   commitRegardless(write: () => void): void;
 
   getNetwork(name: string): NetworkRecord | undefined;
-  putNetwork(name: string, ipam: string, now: number): void;
+  putNetwork(name: string, ipam: string, now: number, file?: string | null): void;
+  setReservedConflicts(name: string, conflicts: readonly string[]): void;
   listNetworks(): NetworkRecord[];
 
   leasesOfAttachment(network: string, containerId: string, ifname: string): LeaseRecord[];
@@ -155,8 +159,9 @@ export interface Store {
   /** The run of consecutive leased addresses containing x, if x is leased. */
   occupiedCovering(network: string, family: Family, x: bigint): Span | undefined;
 
-  getCursor(network: string, rangeSet: number): bigint | undefined;
-  setCursor(network: string, rangeSet: number, family: Family, ip: bigint): void;
+  /** Round-robin cursors, by range set content (rangeSetKey): a set keeps its cursor wherever it moves in the config. */
+  getCursor(network: string, setKey: string): bigint | undefined;
+  setCursor(network: string, setKey: string, family: Family, ip: bigint): void;
 
   listReserved(network: string): ReservedRecord[];
   reservedCovering(network: string, family: Family, x: bigint): ReservedRecord | undefined;

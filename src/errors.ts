@@ -50,6 +50,8 @@ export const ErrorCodes = define({
   NOT_FOUND: { code: 115, http: 404, meaning: 'no such API endpoint' },
   REQUEST_TOO_LARGE: { code: 116, http: 413, meaning: 'request body over the size limit' },
   RESERVED_FORBIDDEN: { code: 117, http: 403, meaning: "the requested reserved IP or group is only for other namespaces (the message names them)" },
+  RESERVED_FROM_CONFIG: { code: 118, http: 409, meaning: "a reserved entry declared by the network's config changes only there: edit the config file" },
+  LEASE_MISFIT: { code: 119, http: 409, meaning: "a lease no longer fits its network's config (subnet, range or gateway changed); release it (reservoirctl misfits NET --release)" },
   METHOD_NOT_ALLOWED: { code: 122, http: 405, meaning: 'the read-only status port (--http-listen) answers GET and HEAD only' },
 });
 

@@ -54,6 +54,10 @@ export interface HealthResponse {
     /** Re-pinned StatefulSet IPs that wait for a running pod. */
     readonly refused: readonly string[];
   } | null;
+  /** Networks whose latest differing ADD carried another config than their config file (see `usage`). */
+  readonly staleConfigs: number;
+  /** Leases that no longer fit their network's config (see `reservoirctl misfits`). */
+  readonly misfits: number;
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';
@@ -138,6 +142,38 @@ export interface UsageView {
   readonly held: number;
   /** All IPs with a container attached. */
   readonly attached: number;
+  /** Leases that no longer fit the network's config (subnet, range or gateway changed). */
+  readonly misfits: number;
+  /** The CNI config file that governs the network; null: learned from requests (the latest ADD's config). */
+  readonly configFile: string | null;
+  /** ADDs that carried another config than the file's (served by the file), or null. */
+  readonly staleRequests: StaleRequestsView | null;
+}
+
+export interface StaleRequestsView {
+  /** How the last differing request differed from the file, key by key. */
+  readonly differences: readonly string[];
+  /** How many ADDs carried that config. */
+  readonly requests: number;
+  /** Epoch ms of the latest. */
+  readonly lastSeen: number;
+}
+
+/** GET /v1/networks/{net}/misfits: at most this many listed; `total` counts them all. */
+export const MISFITS_LISTED = 1000;
+
+export interface MisfitsResponse {
+  readonly network: string;
+  readonly total: number;
+  /** In address order; each with `misfit` set. */
+  readonly leases: readonly LeaseView[];
+}
+
+export interface MisfitsReleaseResponse {
+  readonly network: string;
+  readonly released: number;
+  /** The released addresses, at most MISFITS_LISTED of them. */
+  readonly ips: readonly string[];
 }
 
 /** One event of an IP's history, as the CLI and the status page show it. */
@@ -190,6 +226,8 @@ export interface LeaseView {
   readonly reserved: boolean;
   readonly createdAt: number;
   readonly ageSeconds: number;
+  /** Present when the lease no longer fits its network's config: why. */
+  readonly misfit?: string;
 }
 
 /** GET /v1/leases answers a page at a time: this many leases unless `limit` asks otherwise, never more than the maximum. */
@@ -245,6 +283,8 @@ export const ROUTES = {
   reservedSet: { method: 'PUT', path: '/v1/networks/:network/reserved' },
   reservedRemove: { method: 'DELETE', path: '/v1/networks/:network/reserved' },
   release: { method: 'POST', path: '/v1/release' },
+  misfits: { method: 'GET', path: '/v1/networks/:network/misfits' },
+  misfitsRelease: { method: 'DELETE', path: '/v1/networks/:network/misfits' },
   backup: { method: 'GET', path: '/v1/backup' },
   history: { method: 'GET', path: '/v1/networks/:network/history' },
   metrics: { method: 'GET', path: '/metrics' },

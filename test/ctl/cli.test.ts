@@ -99,6 +99,9 @@ describe('reservoirctl', () => {
           reservedFree: '10',
           held: 0,
           attached: 1,
+          misfits: 0,
+          configFile: null,
+          staleRequests: null,
         },
       ],
     });
@@ -179,7 +182,7 @@ describe('reservoirctl', () => {
     await cni('ADD', C3, 'IgnoreUnknown=1', clashing);
     const list = await ctl('reserved', 'list', 'testnet');
     expect(list.code).toBe(0);
-    expect(list.stderr).toMatch(/^reservoirctl: warning: reserved entry "10\.77\.0\.65" from the config overlaps "10\.77\.0\.60-10\.77\.0\.69"/);
+    expect(list.stderr).toMatch(/^reservoirctl: warning: reserved entry "10\.77\.0\.65" from the config not applied: 10\.77\.0\.65 overlaps the reserved entry "10\.77\.0\.60-10\.77\.0\.69"/);
     await cni('DEL', C3, 'IgnoreUnknown=1', clashing);
     await cni('ADD', C3, 'IgnoreUnknown=1'); // back to the original config
     await cni('DEL', C3, 'IgnoreUnknown=1');

@@ -16,7 +16,6 @@ function hold(ordinal: number, ip: number, attached = false): LeaseRecord {
     network: 'n',
     family: 4,
     ip: 0x0a000000n + BigInt(ip),
-    rangeSet: 0,
     containerId: attached ? `c${ordinal}` : null,
     ifname: attached ? 'eth0' : null,
     netns: null,

@@ -4,8 +4,8 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniService } from '../../daemon/cni-service.js';
-import { holdersBetween } from '../../daemon/holders.js';
 import { Ledger } from '../../daemon/ledger.js';
+import { ReservedRules } from '../../daemon/reserved-rules.js';
 import { silentLogger } from '../../daemon/log.js';
 import { Networks } from '../../daemon/networks.js';
 import { NetnsView } from '../../daemon/netns-view.js';
@@ -30,18 +30,17 @@ describe('NetnsReconciler', () => {
     store = SqliteStore.open({ path: join(dir, 'leases.db') });
     clock = new Clock();
     gone = new Set();
-    const networks = new Networks(store, silentLogger, (network, family, start, end) => holdersBetween(store, network, family, start, end));
+    const networks = new Networks(store, silentLogger, new ReservedRules(store));
     const netns = new NetnsView(silentLogger, { exists: (path) => !gone.has(path), isDirectory: (path) => path === '/fake' });
     const cni = new CniService(store, networks, new Ledger(store, 'node-a', clock.now), silentLogger, netns, clock.now);
     reconciler = new NetnsReconciler(store, networks, cni, silentLogger, netns, GRACE, clock.now);
     store.transaction(() => {
-      networks.register('net', { type: 'reservoir', ranges: [[{ subnet: '10.30.0.0/16' }]] }, clock.now());
+      store.putNetwork('net', JSON.stringify({ type: 'reservoir', ranges: [[{ subnet: '10.30.0.0/16' }]] }), clock.now());
       for (let i = 0; i < COUNT; i++) {
         store.insertLease({
           network: 'net',
           family: 4,
           ip: 0x0a1e0000n + 10n + BigInt(i),
-          rangeSet: 0,
           containerId: `c${i}`,
           ifname: 'eth0',
           netns: `/fake/ns-${i}`,
@@ -85,7 +84,7 @@ describe('NetnsReconciler', () => {
     // ns-2's container was DELed and its IP went to a new container, whose namespace is fine.
     store.transaction(() => {
       store.deleteLease('net', 4, 0x0a1e0000n + 12n);
-      store.insertLease({ network: 'net', family: 4, ip: 0x0a1e0000n + 12n, rangeSet: 0, containerId: 'fresh', ifname: 'eth0', netns: '/fake/fresh', app: null, kind: 'stateless', createdAt: clock.now(), detachedAt: null });
+      store.insertLease({ network: 'net', family: 4, ip: 0x0a1e0000n + 12n, containerId: 'fresh', ifname: 'eth0', netns: '/fake/fresh', app: null, kind: 'stateless', createdAt: clock.now(), detachedAt: null });
     });
     clock.advance(GRACE);
     expect(await reconciler.sweep(run)).toBe(0);

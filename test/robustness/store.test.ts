@@ -79,7 +79,6 @@ describe('start-up on a big store', () => {
           network: 'big',
           family: 4,
           ip: base + 2n + BigInt(i),
-          rangeSet: 0,
           containerId: `c${i}`,
           ifname: 'eth0',
           netns: `/var/run/netns/c${i}`,
@@ -144,7 +143,7 @@ describe('refusing files it must not touch', () => {
         store.transaction(() => {
           store.putNetwork('n', JSON.stringify({ type: 'reservoir', ranges: [[{ subnet: '10.1.0.0/16' }]] }), 1);
           for (let i = 0; i < 5_000; i++) {
-            store.insertLease({ network: 'n', family: 4, ip: 0x0a010002n + BigInt(i * 2), rangeSet: 0, containerId: `c${i}`, ifname: 'eth0', netns: null, app: null, kind: 'stateless', createdAt: 1, detachedAt: null });
+            store.insertLease({ network: 'n', family: 4, ip: 0x0a010002n + BigInt(i * 2), containerId: `c${i}`, ifname: 'eth0', netns: null, app: null, kind: 'stateless', createdAt: 1, detachedAt: null });
           }
         });
         store.close(); // checkpoints: everything is in the main file, no -wal left
