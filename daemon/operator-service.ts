@@ -1,6 +1,8 @@
-// The operator's use cases: usage, leases, reserved entries, releasing stateful holds.
-// The rule that matters most: a reserved entry that covers an IP in use can neither shrink away
-// from it, change its group, nor disappear; the refusal names every holder.
+// The operator's use cases: usage, leases, reserved entries, releasing stateful holds and leases
+// that no longer fit. Reserved entries change only through reserved-rules.ts, the rules the
+// config reconciler follows too: an entry that covers an IP in use can neither shrink away from
+// it, change its group, nor disappear (the refusal names every holder), and an entry the
+// network's config declares changes only in the config.
 import { formatValue, fromKey, toKey } from '../src/address.js';
 import type { IpamConfig } from '../src/config.js';
 import { isNetworkName, parseGroupName, parseNamespaceGlobs, parseReservedEntry } from '../src/config.js';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { main } from '../../ctl/main.js';
+import { startDaemon } from '../../daemon/app.js';
 import type { Logger } from '../../daemon/log.js';
 import { MIGRATIONS } from '../../daemon/sqlite-store.js';
 import {
@@ -146,6 +147,21 @@ describe('which config governs a network', () => {
     // Now an ADD's config is the network's.
     await addOk(netConf('gone', td.socket, { ranges: ipam.ranges }), { containerId: 'b' });
     expect(await entries('gone')).toEqual([]);
+  });
+  it('a daemon started without a config directory lets requests govern a network a file used to', async () => {
+    const dir = confDir();
+    td = await startTestDaemon({ cniConfDir: dir });
+    const file = writeConflist(dir, '10-was.conflist', 'was', { ranges: [[{ subnet: '10.75.0.0/24' }]] });
+    await waitFor(async () => (await usageOf(td.socket, 'was'))?.configFile === file || undefined, 5_000, 'network was from its file');
+    await td.daemon.close();
+    const again = await startDaemon({ socket: td.socket, dbPath: td.dbPath, stateDir: td.stateDir, reclaimGraceMs: 0, sweepIntervalMs: 3_600_000 });
+    try {
+      expect((await usageOf(td.socket, 'was')).configFile).toBeNull();
+      await addOk(netConf('was', td.socket, { ranges: [[{ subnet: '10.75.0.0/24' }]], reserved: ['10.75.0.2'] }), { containerId: 'a' });
+      expect(await entries('was')).toEqual(['10.75.0.2 config - -']);
+    } finally {
+      await again.close();
+    }
   });
 });
 
