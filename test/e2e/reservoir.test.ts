@@ -406,22 +406,34 @@ describeWithPrereqs('reservoir e2e (packaged plugin + daemon, libcni, Debian plu
       expect(env.leases(netName).filter((l) => l.ip === race)).toEqual([]);
     });
 
-    it('reserved rm is refused (exit 1) while in use and names the holder; succeeds after DEL', async () => {
-      const refused = env.ctl(['reserved', 'rm', netName, entry]);
+    it('reserved rm of the config entry is refused (118: edit the config); of an operator entry in use, refused naming the holder (105) until DEL', async () => {
+      const fromConfig = env.ctl(['reserved', 'rm', netName, entry]);
+      expect(fromConfig.status, fromConfig.stderr).toBe(1);
+      expect(fromConfig.stderr).toContain('edit the "reserved" list');
+      expect(fromConfig.stderr).toMatch(/code 118/);
+      const extra = `${net.v4Prefix}.20`;
+      const added = env.ctl(['reserved', 'add', netName, extra]);
+      expect(added.status, added.stderr).toBe(0);
+      const id7 = `rsv-${run}-rs7`;
+      const ns7 = ns();
+      const r = await runCni('add', conf, id7, ns7.path, 'eth0', opts({ capArgs: annotations({ 'reservoir.io/ip': extra }) }));
+      expect(r.error, failMsg(r)).toBeUndefined();
+      trackHostVeth(r.result!, br);
+      const refused = env.ctl(['reserved', 'rm', netName, extra]);
       expect(refused.status, refused.stderr).toBe(1);
-      expect(refused.stderr).toContain(id1);
-      expect(refused.stderr).toContain(id3);
+      expect(refused.stderr).toContain(id7);
       expect(refused.stderr).toMatch(/code 105/);
       for (const [id, n] of [
         [id1, ns1],
         [id3, ns3],
+        [id7, ns7],
       ] as const) {
         const d = await runCni('del', conf, id, n.path, 'eth0', opts());
         expect(d.error, failMsg(d)).toBeUndefined();
       }
-      const ok = env.ctl(['reserved', 'rm', netName, entry]);
+      const ok = env.ctl(['reserved', 'rm', netName, extra]);
       expect(ok.status, ok.stderr).toBe(0);
-      expect(ok.stdout).toContain(entry);
+      expect(ok.stdout).toContain(extra);
       const d4 = await runCni('del', conf, id4, ns4.path, 'eth0', opts());
       expect(d4.error, failMsg(d4)).toBeUndefined();
       expect(env.leases(netName)).toEqual([]);
