@@ -8,21 +8,20 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { main } from '../../ctl/main.js';
-import { startDaemon } from '../../daemon/app.js';
 import type { Logger } from '../../daemon/log.js';
 import { MIGRATIONS } from '../../daemon/sqlite-store.js';
+import { startInProcessDaemon, usageOf } from '../support/daemon.js';
+import { conflist, netconf as netConf } from '../support/netconf.js';
 import {
   type TestDaemon,
   addErr,
   addOk,
   delOk,
-  netConf,
   op,
   opErr,
   plugin,
   reservedStates,
   startTestDaemon,
-  usageOf,
   waitFor,
 } from './support.js';
 
@@ -47,7 +46,7 @@ function confDir(): string {
 /** A conflist for `name` in the watched directory, as an operator writes it. */
 function writeConflist(dir: string, file: string, name: string, ipam: Record<string, unknown>): string {
   const path = join(dir, file);
-  writeFileSync(path, JSON.stringify({ cniVersion: '1.1.0', name, plugins: [{ type: 'bridge', ipam: { type: 'reservoir', socket: td.socket, timeout: '30s', ...ipam } }] }));
+  writeFileSync(path, JSON.stringify(conflist(name, td.socket, ipam)));
   return path;
 }
 
@@ -85,7 +84,7 @@ describe('which config governs a network', () => {
     expect((await op(td.socket, 'health')).staleConfigs).toBe(1);
     const warned = log.lines.filter((l) => l.level === 'warn' && l.msg.includes("another config than the network's config file"));
     expect(warned).toHaveLength(1); // once per distinct config, not once per ADD
-    expect(warned[0]!.fields).toMatchObject({ network: 'filed', file, differences: usage.staleRequests.differences });
+    expect(warned[0]!.fields).toMatchObject({ network: 'filed', file, differences: usage.staleRequests!.differences });
     // An ADD with the file's config clears the warning.
     await addOk(netConf('filed', td.socket, ipam), { containerId: 'current' });
     expect((await usageOf(td.socket, 'filed')).staleRequests).toBeNull();
@@ -153,8 +152,8 @@ describe('which config governs a network', () => {
     td = await startTestDaemon({ cniConfDir: dir });
     const file = writeConflist(dir, '10-was.conflist', 'was', { ranges: [[{ subnet: '10.75.0.0/24' }]] });
     await waitFor(async () => (await usageOf(td.socket, 'was'))?.configFile === file || undefined, 5_000, 'network was from its file');
-    await td.daemon.close();
-    const again = await startDaemon({ socket: td.socket, dbPath: td.dbPath, stateDir: td.stateDir, reclaimGraceMs: 0, sweepIntervalMs: 3_600_000 });
+    await td.stop();
+    const again = await startInProcessDaemon('netchange-nodir', { socket: td.socket, dbPath: td.dbPath, stateDir: td.stateDir, reclaimGraceMs: 0, sweepIntervalMs: 3_600_000 });
     try {
       expect((await usageOf(td.socket, 'was')).configFile).toBeNull();
       await addOk(netConf('was', td.socket, { ranges: [[{ subnet: '10.75.0.0/24' }]], reserved: ['10.75.0.2'] }), { containerId: 'a' });
