@@ -20,6 +20,7 @@ export { SqliteStore } from '../daemon/sqlite-store.js';
 export { CniService } from '../daemon/cni-service.js';
 export { Networks } from '../daemon/networks.js';
 export { Ledger } from '../daemon/ledger.js';
+export { ReservedRules } from '../daemon/reserved-rules.js';
 export { NetnsReconciler } from '../daemon/reconciler.js';
 export { NetnsView } from '../daemon/netns-view.js';
 export { silentLogger } from '../daemon/log.js';

@@ -445,7 +445,7 @@ async function benchScale(bin) {
   log('scale: in-process service time (no HTTP, no fsync)');
   const opened = stores.map((store) => {
     const s = h.SqliteStore.open({ path: join(tmp, `scale-${store.key}`, 'reservoir.db') });
-    const networks = new h.Networks(s, h.silentLogger, () => []);
+    const networks = new h.Networks(s, h.silentLogger, new h.ReservedRules(s));
     const netns = new h.NetnsView(h.silentLogger);
     store.serviceAdd = [];
     return { store, s, networks, netns, cni: new h.CniService(s, networks, new h.Ledger(s, 'bench'), h.silentLogger, netns) };
