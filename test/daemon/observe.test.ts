@@ -14,7 +14,7 @@ import { type RawAnswer, rawRequest } from '../support/http.js';
 import { metricValue } from '../support/metrics.js';
 import { netconf } from '../support/netconf.js';
 import { PROMTOOL } from '../support/prereqs.js';
-import { type TestDaemon, addErr, addOk, delOk, opErr, startTestDaemon, waitFor } from './support.js';
+import { type TestDaemon, addErr, addOk, delOk, op, opErr, startTestDaemon, waitFor } from './support.js';
 
 async function tcp(td: TestDaemon, method: string, path: string, body?: string): Promise<{ status: number; headers: RawAnswer['headers']; body: string }> {
   const { port } = td.daemon.status!.server.address() as AddressInfo;
@@ -44,7 +44,7 @@ async function history(td: TestDaemon, network: string, ip?: string): Promise<Hi
 
 const pod = (name: string, extra: Record<string, string> = {}) => ({ K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: name, ...extra });
 
-/** Two dynamic pods (one deleted), a reserved claim, a stateful hold, a lost race, a claim of a held IP, a refused `reserved rm`. */
+/** Two dynamic pods (one deleted), a reserved claim, a stateful hold, a lost race, a claim of a held IP, a refused `reserved rm` and `reserved add`. */
 async function activity(td: TestDaemon, conf: Record<string, unknown>): Promise<void> {
   await addOk(conf, { containerId: 'dyn1', args: pod('a') });
   await addOk(conf, { containerId: 'dyn2', args: pod('a2') });
@@ -53,7 +53,9 @@ async function activity(td: TestDaemon, conf: Record<string, unknown>): Promise<
   await delOk(conf, { containerId: 'keeper' });
   expect((await addErr(conf, { containerId: 'racer', args: pod('d', { IP: '10.50.0.20' }) })).code).toBe(101);
   expect((await addErr(conf, { containerId: 'taker', args: pod('e', { IP: '10.50.0.21' }) })).code).toBe(101);
-  expect((await opErr(td.socket, 'reservedRemove', { params: { network: 'obs' }, query: { entry: '10.50.0.20-10.50.0.24' } })).code).toBe(105);
+  // The config's entry changes only in the config (118); reserving IPs in use is refused naming them (105).
+  expect((await opErr(td.socket, 'reservedRemove', { params: { network: 'obs' }, query: { entry: '10.50.0.20-10.50.0.24' } })).code).toBe(118);
+  expect((await opErr(td.socket, 'reservedAdd', { params: { network: 'obs' }, body: { entry: '10.50.0.10-10.50.0.11' } })).code).toBe(105);
   await delOk(conf, { containerId: 'dyn2' });
 }
 
@@ -119,7 +121,7 @@ describe('metrics, history and the status port', () => {
     expect(refusal!.detail).toMatch(/only for namespaces db/);
   });
 
-  it('moves leases between the pools when the config reserves IPs in use, as a fresh count at start-up does', async () => {
+  it('a config that reserves IPs in use waits for them, then moves the counts as a fresh count at start-up does', async () => {
     const plain = netconf('obs', td.socket, { ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]] });
     for (const id of ['p0', 'p1', 'p2']) await addOk(plain, { containerId: id });
     expect(await usageOf(td.socket, 'obs')).toMatchObject({ dynamicInUse: 3, reservedUsed: 0 });
@@ -128,11 +130,20 @@ describe('metrics, history and the status port', () => {
       ranges: [[{ subnet: '10.50.0.0/24', rangeStart: '10.50.0.10', rangeEnd: '10.50.0.29' }]],
       reserved: ['10.50.0.11-10.50.0.15'],
     });
-    expect(await addOk(reserving, { containerId: 'p3' })).toEqual(['10.50.0.16']);
-    const moved = await usageOf(td.socket, 'obs');
-    expect(moved).toMatchObject({ dynamicInUse: 2, reservedUsed: 2, reservedTotal: '5' });
+    // A config entry is never put over live leases (the rule the operator's `reserved add` has): not applied, reported.
+    expect(await addOk(reserving, { containerId: 'p3' })).toEqual(['10.50.0.13']);
+    const kept = await usageOf(td.socket, 'obs');
+    expect(kept).toMatchObject({ dynamicInUse: 4, reservedUsed: 0, reservedTotal: '0' });
+    expect((await op(td.socket, 'reservedList', { params: { network: 'obs' } })).conflicts).toHaveLength(1);
     await td.restart();
-    expect(await usageOf(td.socket, 'obs')).toEqual(moved);
+    expect(await usageOf(td.socket, 'obs')).toEqual(kept);
+    // Once the leases there are gone, the entry is applied and the counts move between the pools.
+    for (const id of ['p0', 'p1', 'p2', 'p3']) await delOk(reserving, { containerId: id });
+    await addOk(reserving, { containerId: 'p4' });
+    const applied = await usageOf(td.socket, 'obs');
+    expect(applied).toMatchObject({ dynamicInUse: 1, reservedUsed: 0, reservedTotal: '5' });
+    await td.restart();
+    expect(await usageOf(td.socket, 'obs')).toEqual(applied);
   });
 
   it('a lost race inside one group commit: one winner, the losers counted and in the history, the counts exact', async () => {
@@ -165,11 +176,12 @@ describe('metrics, history and the status port', () => {
       ['claim', 'group', 'default/c'],
       ['hold', 'del', 'default/c'],
       ['refusal', 'in_use', 'default/e'],
-      ['refusal', 'refused_change', 'operator'],
     ]);
     expect(before[0]).toMatchObject({ containerId: 'keeper', ifname: 'eth0', kind: 'stateful', node: 'node-a' });
     expect(before[2]!.holder).toBe('stateful app default/c (held, no container attached)');
-    expect(before[3]!.detail).toMatch(/cannot delete reserved entry "10\.50\.0\.20-10\.50\.0\.24"/);
+    const refused = (await history(td, 'obs', '10.50.0.10')).filter((e) => e.event === 'refusal');
+    expect(refused.map((e) => [e.reason, e.app])).toEqual([['refused_change', 'operator']]);
+    expect(refused[0]!.detail).toMatch(/cannot reserve "10\.50\.0\.10-10\.50\.0\.11"/);
     const usage = await usageOf(td.socket, 'obs');
 
     await td.restart();
@@ -179,6 +191,7 @@ describe('metrics, history and the status port', () => {
     expect(all.map((e) => e.id)).toEqual([...all.map((e) => e.id)].sort((a, b) => a - b));
     expect(all.filter((e) => e.ip === '10.50.0.11').map((e) => [e.event, e.reason])).toEqual([
       ['claim', 'dynamic'],
+      ['refusal', 'refused_change'],
       ['release', 'del'],
     ]);
     const table = await ctl(td, 'history', 'obs', '10.50.0.20');

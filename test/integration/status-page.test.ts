@@ -145,7 +145,9 @@ describeWithPrereqs('status page in headless Chromium', ['chromium'], () => {
     expect(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.key)).toMatch(/^(prev|next):podnet$/);
     await page.click('[data-key="prev:podnet"]');
     await page.waitForFunction(() => document.querySelector('[data-network="podnet"]')?.textContent?.includes('1-100 of 1,011'), { timeout: 10_000 });
-    await opErr(td.socket, 'reservedRemove', { params: { network: 'podnet' }, query: { entry: '10.22.0.60-10.22.0.69' } });
+    // The config's entry changes only in the config (118); reserving IPs in use is refused (105) and goes into their history.
+    expect((await opErr(td.socket, 'reservedRemove', { params: { network: 'podnet' }, query: { entry: '10.22.0.60-10.22.0.69' } })).code).toBe(118);
+    expect((await opErr(td.socket, 'reservedAdd', { params: { network: 'podnet' }, body: { entry: '10.22.0.10-10.22.0.11' } })).code).toBe(105);
   });
 
   it('fits a phone screen, and a screenshot shows it', async () => {
