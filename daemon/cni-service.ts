@@ -36,7 +36,7 @@ export class CniService {
       const now = this.now();
       const config = this.networks.forRequest(inv, now);
       // The governing config's defaultKind, not the one a stale request carries.
-      const kind = inv.kindGiven ? inv.kind : config.defaultKind;
+      const kind = inv.kindExplicit ? inv.kind : config.defaultKind;
       if (kind === 'stateful' && inv.app === undefined) {
         throw new ReservoirError(
           'INVALID_ENV',

@@ -64,8 +64,6 @@ export interface CniInvocation {
   /** The runtime passed the pod annotations (otherwise the daemon may read them from the pod). */
   readonly annotationsFromRuntime: boolean;
   readonly kind: AppKind;
-  /** False when `kind` is only the config's defaultKind (the daemon then takes the governing config's). */
-  readonly kindGiven: boolean;
   readonly requestedIps: readonly Ip[];
   readonly group: string | undefined;
   /** CHECK: the addresses prevResult claims. */
@@ -208,7 +206,6 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
     kindExplicit: kindSource !== undefined,
     annotationsFromRuntime: fromRuntime,
     kind,
-    kindGiven: kindSource !== undefined,
     requestedIps: command === 'ADD' ? requestedIps(config, runtimeConfig, annotations, cniArgs) : [],
     group,
     prevAddresses: command === 'CHECK' && config.prevResult !== undefined ? addressesOfResult(config.prevResult) : undefined,

@@ -87,9 +87,10 @@ export function admit(
   const base = inv.annotationsFromRuntime ? inv : reparse(pod.annotations);
   const owner = statefulSetOwner(pod);
   const ordinal = owner && ordinalOf(pod, owner.name);
-  if (!owner || ordinal === undefined) return { ...base, kind: base.kindExplicit ? base.kind : 'stateless', podUid: pod.uid };
+  // The API decides the kind (kindExplicit: the governing config's defaultKind does not override it).
+  if (!owner || ordinal === undefined) return { ...base, kind: base.kindExplicit ? base.kind : 'stateless', kindExplicit: true, podUid: pod.uid };
   const kind = base.kindExplicit ? base.kind : 'stateful';
-  if (kind === 'stateless') return { ...base, kind, podUid: pod.uid };
+  if (kind === 'stateless') return { ...base, kind, kindExplicit: true, podUid: pod.uid };
   // The StatefulSet read may be of a newer incarnation than the pod's owner: only the owner's own counts.
   const own = sts && sts.uid === owner.uid ? sts : undefined;
   const record: StatefulSetRecord = own
@@ -102,7 +103,7 @@ export function admit(
   }
   const groupAnnotation = own?.annotations[ANNOTATION_IP_GROUP]?.trim();
   const group = base.group ?? (groupAnnotation ? parseGroupName(groupAnnotation, `StatefulSet ${record.namespace}/${record.name} annotation ${ANNOTATION_IP_GROUP}`) : undefined);
-  return { ...base, kind, podUid: pod.uid, requestedIps, group, statefulSet: { record, ordinal } };
+  return { ...base, kind, kindExplicit: true, podUid: pod.uid, requestedIps, group, statefulSet: { record, ordinal } };
 }
 
 export interface HoldDecision {
