@@ -50,15 +50,8 @@ interface Call {
   readonly params: Record<string, string>;
   readonly query: URLSearchParams;
   readonly body: unknown;
-  /** Epoch ms after which the client has given up (the deadline header, set by src/client.ts). */
+  /** Epoch ms after which the client no longer waits for the answer (the deadline header, set by src/client.ts). */
   readonly deadline?: number | undefined;
-}
-
-/** A plugin that timed out reported "try again later": an ADD started after that would leak a lease. */
-function refuseLate(deadline: number | undefined): void {
-  if (deadline !== undefined && Date.now() > deadline) {
-    throw new ReservoirError('TRY_AGAIN_LATER', 'the client gave up before reservoird could start this ADD (reservoird busy or paused); nothing was leased');
-  }
 }
 
 /** A handler answers with a JSON value, a file to stream (backups) or a text (metrics). */
@@ -183,10 +176,9 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     cniAdd: timed(metrics, 'ADD', async ({ body, deadline }) => {
       const plain = cniInvocation('ADD', body);
       const inv = deps.kube ? await deps.kube.admit(plain, (annotations) => cniInvocation('ADD', body, annotations)) : plain;
-      return queue.run(() => {
-        refuseLate(deadline);
-        return { result: cni.add(inv) };
-      });
+      // A plugin that gave up reported "try again later": the queue neither starts an ADD past
+      // its deadline nor lets one committed past it stand (write-queue.ts).
+      return queue.run(() => cni.addUndoable(inv), { deadline, undo: (added) => added.undo() }).then(({ result }) => ({ result }));
     }),
     cniDel: timed(metrics, 'DEL', ({ body }) => {
       const inv = cniInvocation('DEL', body);
@@ -198,7 +190,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     }),
     cniGc: timed(metrics, 'GC', ({ body }) => {
       const inv = cniInvocation('GC', body);
-      return queue.run(() => cni.gc(inv));
+      return cni.gc(inv, (fn) => queue.run(fn));
     }),
     cniStatus: timed(metrics, 'STATUS', ({ body }) => {
       const inv = cniInvocation('STATUS', body);

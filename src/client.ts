@@ -42,8 +42,10 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
       new ReservoirError('REQUEST_TOO_LARGE', `the request to reservoird would be ${payload.length} bytes, over its ${MAX_BODY_BYTES}-byte limit; shrink the network configuration`),
     );
   }
-  // The daemon starts no ADD after this moment: we will have given up (code 11) before its
-  // answer could reach us, and the lease would belong to an attachment the runtime thinks failed.
+  // The daemon neither starts an ADD after this moment nor lets one it commits after it stand:
+  // we will have given up (code 11) before its answer could reach us, and the lease would belong
+  // to an attachment the runtime thinks failed. The margin up to our own timeout covers the
+  // answer's way from the daemon's last look at the clock to us.
   const deadline = Date.now() + options.timeoutMs - Math.min(250, Math.floor(options.timeoutMs / 10));
   const head =
     `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${DEADLINE_HEADER}: ${deadline}\r\n` +

@@ -36,8 +36,11 @@ export interface HealthResponse {
   readonly uptimeSeconds: number;
   readonly networks: number;
   readonly leases: number;
-  /** Group-commit figures: batches committed and requests they carried. */
-  readonly batches: { readonly batches: number; readonly units: number };
+  /**
+   * Group-commit figures: batches committed, requests they carried, and ADDs answered 11 because
+   * their caller's deadline passed (refused before they started, or undone after a late commit).
+   */
+  readonly batches: { readonly batches: number; readonly units: number; readonly late: number };
   /** Leases released because their network namespace vanished, since start. */
   readonly reclaimed: number;
   /** Per netns directory the leases name: whether reservoird sees it (it reclaims only where it does). */
