@@ -15,7 +15,7 @@ import { NetnsView } from './netns-view.js';
 import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
-import { createApiServer } from './server.js';
+import { createApiServer, removeLeftoverBackups } from './server.js';
 import { NetnsReconciler } from './reconciler.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
 import { type StatusServer, createStatusServer } from './status-http.js';
@@ -86,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   if (options.installConflist && !options.cniConfDir) throw new InstallError('installConflist needs a cniConfDir to install into');
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
+  await removeLeftoverBackups(options.stateDir).catch((err: unknown) => log.warn('could not remove leftover backup copies', { error: String(err) }));
   const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
   const networks = new Networks(
     store,

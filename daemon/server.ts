@@ -2,10 +2,11 @@
 // handler); the handlers only decode and validate input, then call a service. Request bodies
 // are bounded, slow clients time out, unknown paths get a JSON 404.
 import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
 import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
+import { pipeline } from 'node:stream';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
 import {
@@ -99,6 +100,28 @@ function timed(metrics: Metrics, command: LeaseCommand, handler: Handler): Handl
 }
 
 const startedAt = Date.now();
+
+/** Temporary copies for GET /v1/backup: `${BACKUP_PREFIX}${pid}-${n}.db` in the state directory. */
+const BACKUP_PREFIX = '.backup-';
+
+/** Copies that a daemon killed mid-backup left behind: those of processes that no longer run. */
+export async function removeLeftoverBackups(stateDir: string): Promise<void> {
+  const names = (await readdir(stateDir)).filter((name) => {
+    const pid = new RegExp(`^${BACKUP_PREFIX}(\\d+)-\\d+\\.db$`).exec(name)?.[1];
+    return pid !== undefined && !processRuns(Number(pid));
+  });
+  await Promise.all(names.map((name) => unlink(join(stateDir, name)).catch(() => undefined)));
+}
+
+function processRuns(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -240,7 +263,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       return new TextAnswer(contentType, text);
     },
     backup: async () => {
-      const path = join(deps.stateDir, `.backup-${process.pid}-${++backups}.db`);
+      const path = join(deps.stateDir, `${BACKUP_PREFIX}${process.pid}-${++backups}.db`);
       await store.backupTo(path);
       return { stream: path, cleanup: () => unlink(path).catch(() => undefined) };
     },
@@ -398,11 +421,14 @@ export function createApiServer(deps: ServerDeps): Server {
       }
       if (answer && typeof answer === 'object' && 'stream' in answer) {
         const { stream, cleanup } = answer as { stream: string; cleanup: () => Promise<void> };
+        // The copy is the whole store: it goes, and its fd closes, however the answer ends
+        // (pipe() left both behind when the client hung up mid-stream, or before the copy was made).
+        if (res.destroyed) {
+          await cleanup();
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/vnd.sqlite3' });
-        createReadStream(stream)
-          .on('error', () => res.destroy())
-          .on('close', () => void cleanup())
-          .pipe(res);
+        pipeline(createReadStream(stream), res, () => void cleanup());
         return;
       }
       send(res, 200, answer);

@@ -2,20 +2,15 @@
 // ADDs with a 900 ms timeout arrive through the real client: every ADD that failed (code 11,
 // or no answer in time) leaves nothing behind, every one that succeeded holds its lease, and
 // ADDs sent while the GC runs are answered before it ends (a big GC runs in chunks).
+import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CniService } from '../../daemon/cni-service.js';
-import { silentLogger } from '../../daemon/log.js';
-import { NetnsView } from '../../daemon/netns-view.js';
-import { Networks } from '../../daemon/networks.js';
-import { SqliteStore } from '../../daemon/sqlite-store.js';
 import { callDaemon } from '../../src/client.js';
-import { parseInvocation } from '../../src/invocation.js';
 import type { GcResponse } from '../../src/protocol.js';
 import { bundlesReady } from '../support/build.js';
 import { ChildDaemon, leasesOf } from '../support/daemon.js';
 import { netconf } from '../support/netconf.js';
+import { attachmentEnv, seedLeases } from '../support/seed.js';
 import { containerId, removeDir, tempDir } from '../support/tmp.js';
-import { mkdirSync } from 'node:fs';
 
 const BIG = 'late-big';
 const SMALL = 'late-small';
@@ -26,28 +21,14 @@ let daemon: ChildDaemon;
 
 const bigConf = (socket: string) => netconf({ cniVersion: '1.1.0', name: BIG, socket, ranges: [[{ subnet: '10.90.0.0/16' }]] });
 const smallConf = (socket: string) => netconf({ cniVersion: '1.1.0', name: SMALL, socket, ranges: [[{ subnet: '10.91.0.0/24' }]] });
-const envOf = (id: string) => ({ CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: `/var/run/netns/${id}` });
-
-/** 40,000 leases written straight into the store file the daemon will open (the same services it runs). */
-function seed(dbPath: string, socket: string): void {
-  const store = SqliteStore.open({ path: dbPath });
-  try {
-    const cni = new CniService(store, new Networks(store, silentLogger, () => []), silentLogger, new NetnsView(silentLogger));
-    const config = bigConf(socket);
-    store.transaction(() => {
-      for (let i = 0; i < LEASES; i++) cni.add(parseInvocation('ADD', envOf(`big-${i}`), config));
-    });
-  } finally {
-    store.close();
-  }
-}
+const envOf = attachmentEnv;
 
 beforeAll(async () => {
   await bundlesReady();
   dir = tempDir('late');
   daemon = new ChildDaemon(dir);
   mkdirSync(daemon.paths.stateDir, { recursive: true });
-  seed(daemon.paths.dbPath, daemon.socket);
+  seedLeases(daemon.paths.dbPath, bigConf(daemon.socket), LEASES, 'big');
   await daemon.start();
 }, 120_000);
 
