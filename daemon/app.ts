@@ -134,7 +134,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     kube,
   });
 
-  await prepareSocketPath(options.socket);
+  const socketDirectory = await prepareSocketPath(options.socket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.socket, () => {
@@ -142,7 +142,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       resolve();
     });
   });
-  secureSocket(options.socket, options.socketGid);
+  secureSocket(options.socket, options.socketGid, socketDirectory);
 
   if (options.installConflist && options.cniConfDir) {
     try {
