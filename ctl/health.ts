@@ -26,6 +26,6 @@ export async function handler(argv: Args): Promise<void> {
       ...h.netns.map((n): [string, string] => [`netns ${n.root}`, `${n.visible ? 'visible' : 'NOT VISIBLE'}: ${n.why}`]),
       ['kubernetes', h.kubernetes === null ? 'off' : `${h.kubernetes.server}, node ${h.kubernetes.node}; ${h.kubernetes.fenced === null ? 'in step' : `releases paused: ${h.kubernetes.fenced}`}`],
       ...(h.kubernetes?.refused ?? []).map((r): [string, string] => ['refused', r]),
-    ]),
+    ]) + (h.warnings ?? []).map((line) => `warning: ${line}\n`).join(''),
   );
 }

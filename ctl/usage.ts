@@ -46,7 +46,13 @@ export function usageTable(networks: readonly UsageView[]): string {
   );
 }
 
+/** Each overlap once, even when both of its networks are listed. */
+export function usageWarnings(networks: readonly UsageView[]): string {
+  const lines = [...new Set(networks.flatMap((n) => n.overlaps ?? []))];
+  return lines.map((line) => `warning: ${line}\n`).join('');
+}
+
 export async function handler(argv: Args<UsageArgs>): Promise<void> {
   const answer = await call<{ networks: UsageView[] }>('usage', argv, { query: { network: argv.network } });
-  show(argv, answer, (a) => usageTable(a.networks));
+  show(argv, answer, (a) => usageTable(a.networks) + usageWarnings(a.networks));
 }

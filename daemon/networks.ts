@@ -5,6 +5,7 @@ import type { IpamConfig, ReservedSpec } from '../src/config.js';
 import { parseIpamConfigCached } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { Logger } from './log.js';
+import { describeOverlap, subnetOverlaps } from './overlaps.js';
 import type { ReservedRecord, Store } from './store.js';
 
 export class Networks {
@@ -29,6 +30,7 @@ export class Networks {
       this.store.putNetwork(name, json, now);
       if (this.reconcileReserved(name, config, now) || !stored) this.reservedChanged(name);
       this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new' });
+      this.warnOverlaps(name, config);
     } else if (this.conflicts.get(name)?.length !== 0) {
       // Conflicts live in memory: rebuild them after a restart, and retry while there are some
       // (an entry kept only because it was in use goes once its holders have).
@@ -46,6 +48,25 @@ export class Networks {
       );
     }
     return parseIpamConfigCached(JSON.parse(stored.ipam));
+  }
+
+  /** Shared subnets are allowed (isolated networks) but worth a warning: both may hand out one IP. */
+  private warnOverlaps(name: string, config: IpamConfig): void {
+    const others = this.configs().filter((other) => other.name !== name);
+    for (const overlap of subnetOverlaps([{ name, config }, ...others])) {
+      if (overlap.network === name) this.log.warn('subnets overlap', { network: name, other: overlap.other, problem: describeOverlap(overlap) });
+    }
+  }
+
+  /** Every network with its config; one whose stored config no longer parses is left out. */
+  configs(): Array<{ name: string; config: IpamConfig }> {
+    return this.store.listNetworks().flatMap((stored) => {
+      try {
+        return [{ name: stored.name, config: parseIpamConfigCached(JSON.parse(stored.ipam)) }];
+      } catch {
+        return [];
+      }
+    });
   }
 
   names(): string[] {

@@ -21,6 +21,7 @@ import { describeLease, freeReservedIps, holdersBetween } from './holders.js';
 import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
+import { type SubnetOverlap, describeOverlap, subnetOverlaps } from './overlaps.js';
 import type { HistoryRecord, LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const MAX_FREE_LISTED = 1024;
@@ -36,6 +37,11 @@ export class OperatorService {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Subnets that differently named networks share (see overlaps.ts). */
+  overlaps(): SubnetOverlap[] {
+    return subnetOverlaps(this.networks.configs());
+  }
+
   /**
    * How full each network is: the one computation behind `reservoirctl usage`, `reserved list`,
    * the metrics and the status page. Lease counts come from the ledger (kept per commit, no scan);
@@ -43,6 +49,7 @@ export class OperatorService {
    */
   usage(network: string | undefined): UsageView[] {
     const names = network === undefined ? this.networks.names() : [network];
+    const overlaps = this.overlaps();
     return names.map((name) => {
       const size = sizeOf(this.networks.get(name));
       let reservedTotal = 0n;
@@ -61,6 +68,7 @@ export class OperatorService {
         reservedFree: (reservedTotal - BigInt(reservedUsed)).toString(),
         held: dynamic.held + reserved.held,
         attached: dynamic.leased + reserved.leased,
+        overlaps: overlaps.filter((o) => o.network === name || o.other === name).map(describeOverlap),
       };
     });
   }

@@ -26,6 +26,7 @@ import type { Logger } from './log.js';
 import type { NetnsRootView } from './netns-view.js';
 import type { Metrics } from './metrics.js';
 import type { OperatorService } from './operator-service.js';
+import { describeOverlap } from './overlaps.js';
 import type { Store } from './store.js';
 import type { WriteQueue } from './write-queue.js';
 
@@ -233,6 +234,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         reclaimed: deps.reclaimed(),
         netns: deps.netns(),
         kubernetes: deps.kube?.health() ?? null,
+        warnings: operator.overlaps().map(describeOverlap),
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),

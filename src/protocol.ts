@@ -57,6 +57,8 @@ export interface HealthResponse {
     /** Re-pinned StatefulSet IPs that wait for a running pod. */
     readonly refused: readonly string[];
   } | null;
+  /** Things an operator should know about (subnets shared by differently named networks). */
+  readonly warnings: readonly string[];
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';
@@ -141,6 +143,8 @@ export interface UsageView {
   readonly held: number;
   /** All IPs with a container attached. */
   readonly attached: number;
+  /** Subnets this network shares with differently named ones: both may hand out the same IPs. */
+  readonly overlaps: readonly string[];
 }
 
 /** One event of an IP's history, as the CLI and the status page show it. */

@@ -100,6 +100,7 @@ describe('reservoirctl', () => {
           reservedFree: '10',
           held: 0,
           attached: 1,
+          overlaps: [],
         },
       ],
     });

@@ -324,6 +324,7 @@ describe('rule 4: usage per reserved IP and per network', () => {
       reservedFree: '3',
       held: 1,
       attached: 2,
+      overlaps: [],
     });
     expect((await list('use')).usage).toEqual(await usageOf(td.socket, 'use'));
     const bad = await opErr(td.socket, 'reservedList', { params: { network: 'use' }, query: { state: 'taken' } });
