@@ -299,6 +299,7 @@ describe('parseInvocation: requested IPs', () => {
     ['a lower source is not even parsed when a higher one wins', rc(['10.0.0.5']), 'IP=garbage', ['10.0.0.5']],
     ['16 IPs', rc(Array.from({ length: 16 }, (_, i) => `10.0.0.${i + 10}`)), undefined, Array.from({ length: 16 }, (_, i) => `10.0.0.${i + 10}`)],
     ['a prefix on an IP outside every subnet is left to the daemon (code 102)', rc(['10.9.0.5/16']), undefined, ['10.9.0.5']],
+    ['the longest prefixes, /32 and /128, outside every subnet', rc(['10.9.0.5/32', 'fd09::5/128']), undefined, ['10.9.0.5', 'fd09::5']],
   ])('%s', (_name, extra, cniArgs, expected) => {
     expect(addIps(extra, cniArgs)).toEqual(expected);
   });
