@@ -5,8 +5,8 @@ import { createReadStream } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
-import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { pipeline } from 'node:stream';
+import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
 import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
 import {
