@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GC_CHUNK } from '../../daemon/cni-service.js';
 import { parseInvocation } from '../../src/invocation.js';
-import { type TestDaemon, netConf, startTestDaemon } from './support.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, startTestDaemon } from './support.js';
 
 let td: TestDaemon;
 afterEach(async () => {
@@ -18,7 +19,7 @@ describe('GC in chunks', () => {
   it('releases every unlisted lease over several units and spares an attachment ADDed between them', async () => {
     td = await startTestDaemon();
     const { cni, store } = td.daemon;
-    const conf = netConf('chunks', td.socket, { ranges: [[{ subnet: '10.60.0.0/20' }]] });
+    const conf = netconf('chunks', td.socket, { ranges: [[{ subnet: '10.60.0.0/20' }]] });
     const total = GC_CHUNK * 2 + 7;
     store.transaction(() => {
       for (let i = 0; i < total; i++) cni.add(parseInvocation('ADD', envOf(`old-${i}`), conf));
@@ -41,7 +42,7 @@ describe('GC in chunks', () => {
   it('an undone ADD of a stateful app gives its held IP back, detached as before', async () => {
     td = await startTestDaemon();
     const { cni, store } = td.daemon;
-    const conf = netConf('undo', td.socket, { ranges: [[{ subnet: '10.61.0.0/24' }]] });
+    const conf = netconf('undo', td.socket, { ranges: [[{ subnet: '10.61.0.0/24' }]] });
     const app = 'K8S_POD_NAMESPACE=db;K8S_POD_NAME=db-0;RESERVOIR_KIND=stateful';
     const first = cni.add(parseInvocation('ADD', envOf('c1', app), conf));
     cni.del(parseInvocation('DEL', envOf('c1', app), conf));

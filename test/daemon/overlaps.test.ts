@@ -5,7 +5,9 @@ import { createLogger } from '../../daemon/log.js';
 import { subnetOverlaps } from '../../daemon/overlaps.js';
 import { parseIpamConfig } from '../../src/config.js';
 import type { HealthResponse } from '../../src/protocol.js';
-import { type TestDaemon, addOk, netConf, op, startTestDaemon, usageOf } from './support.js';
+import { usageOf } from '../support/daemon.js';
+import { netconf } from '../support/netconf.js';
+import { type TestDaemon, addOk, op, startTestDaemon } from './support.js';
 
 let td: TestDaemon;
 afterEach(async () => {
@@ -37,9 +39,9 @@ describe('overlapping networks in the daemon', () => {
   it('both hand out 10.83.0.2; usage, health and the log warn about it', async () => {
     const lines: string[] = [];
     td = await startTestDaemon({ log: createLogger('warn', (line) => lines.push(line)) });
-    const a = netConf('ovl-a', td.socket, { ranges: [[{ subnet: '10.83.0.0/24' }]] });
-    const b = netConf('ovl-b', td.socket, { ranges: [[{ subnet: '10.83.0.0/24' }]] });
-    const lone = netConf('ovl-lone', td.socket, { ranges: [[{ subnet: '10.85.0.0/24' }]] });
+    const a = netconf('ovl-a', td.socket, { ranges: [[{ subnet: '10.83.0.0/24' }]] });
+    const b = netconf('ovl-b', td.socket, { ranges: [[{ subnet: '10.83.0.0/24' }]] });
+    const lone = netconf('ovl-lone', td.socket, { ranges: [[{ subnet: '10.85.0.0/24' }]] });
     expect(await addOk(a, { containerId: 'ca' })).toEqual(['10.83.0.2']);
     expect(await addOk(b, { containerId: 'cb' })).toEqual(['10.83.0.2']);
     await addOk(lone, { containerId: 'cl' });

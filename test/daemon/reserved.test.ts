@@ -550,7 +550,7 @@ describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the
   });
 
   it('POOL_EXHAUSTED counts only the free reserved IPs of the exhausted range set', async () => {
-    const conf = netConf('sets', td.socket, {
+    const conf = netconf('sets', td.socket, {
       ranges: [[{ subnet: '10.24.0.0/24', rangeStart: '10.24.0.10', rangeEnd: '10.24.0.14' }], [{ subnet: '10.25.0.0/24' }], [{ subnet: 'fd24::/64' }]],
       reserved: ['10.24.0.13-10.24.0.14', '10.25.0.50-10.25.0.59', 'fd24::50-fd24::5f'],
     });

@@ -8,22 +8,23 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callDaemonRaw } from '../../src/client.js';
 import { bundlesReady } from '../support/build.js';
-import { ChildDaemon } from '../support/daemon.js';
+import { DaemonProcess, type DaemonPaths, daemonPaths } from '../support/daemon.js';
 import { netconf } from '../support/netconf.js';
 import { seedLeases } from '../support/seed.js';
 import { removeDir, tempDir } from '../support/tmp.js';
 
 let dir: string;
-let daemon: ChildDaemon;
+let daemon: DaemonProcess;
+let paths: DaemonPaths;
 
 beforeAll(async () => {
   await bundlesReady();
   dir = tempDir('bkab');
-  daemon = new ChildDaemon(dir);
-  mkdirSync(daemon.paths.stateDir, { recursive: true });
+  paths = daemonPaths(dir);
+  mkdirSync(paths.stateDir, { recursive: true });
   // a store of several MB: far more than the socket buffers hold, so a copy is still streaming when the client leaves
-  seedLeases(daemon.paths.dbPath, netconf({ cniVersion: '1.1.0', name: 'bk', socket: daemon.socket, ranges: [[{ subnet: '10.92.0.0/16' }]] }), 20_000);
-  await daemon.start();
+  seedLeases(paths.dbPath, netconf('bk', paths.socket, { ranges: [[{ subnet: '10.92.0.0/16' }]] }), 20_000);
+  daemon = await DaemonProcess.start({ socket: paths.socket, stateDir: paths.stateDir });
 }, 120_000);
 
 afterAll(async () => {
@@ -31,7 +32,7 @@ afterAll(async () => {
   removeDir(dir);
 });
 
-const backupFiles = () => readdirSync(daemon.paths.stateDir).filter((name) => name.startsWith('.backup-'));
+const backupFiles = () => readdirSync(paths.stateDir).filter((name) => name.startsWith('.backup-'));
 
 /** The daemon's open fds on a backup copy (deleted or not). */
 function backupFds(): string[] {
@@ -97,10 +98,10 @@ describe('aborted backups', () => {
 
   it('a copy left by a daemon killed mid-backup is removed at the next start', async () => {
     const gone = spawnSync('true').pid; // a process that has ended, as a killed daemon has
-    writeFileSync(join(daemon.paths.stateDir, `.backup-${gone}-1.db`), 'left by a killed daemon');
-    writeFileSync(join(daemon.paths.stateDir, `.backup-${process.pid}-1.db`), 'a live process is mid-backup');
+    writeFileSync(join(paths.stateDir, `.backup-${gone}-1.db`), 'left by a killed daemon');
+    writeFileSync(join(paths.stateDir, `.backup-${process.pid}-1.db`), 'a live process is mid-backup');
     await daemon.stop('SIGTERM');
-    await daemon.start();
+    daemon = await DaemonProcess.start({ socket: paths.socket, stateDir: paths.stateDir });
     expect(backupFiles()).toEqual([`.backup-${process.pid}-1.db`]);
   });
 });

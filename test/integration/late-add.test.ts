@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callDaemon } from '../../src/client.js';
 import type { GcResponse } from '../../src/protocol.js';
 import { bundlesReady } from '../support/build.js';
-import { ChildDaemon, leasesOf } from '../support/daemon.js';
+import { DaemonProcess, daemonPaths, leasesOf } from '../support/daemon.js';
 import { netconf } from '../support/netconf.js';
 import { attachmentEnv, seedLeases } from '../support/seed.js';
 import { containerId, removeDir, tempDir } from '../support/tmp.js';
@@ -17,19 +17,19 @@ const SMALL = 'late-small';
 const LEASES = 40_000;
 
 let dir: string;
-let daemon: ChildDaemon;
+let daemon: DaemonProcess;
 
-const bigConf = (socket: string) => netconf({ cniVersion: '1.1.0', name: BIG, socket, ranges: [[{ subnet: '10.90.0.0/16' }]] });
-const smallConf = (socket: string) => netconf({ cniVersion: '1.1.0', name: SMALL, socket, ranges: [[{ subnet: '10.91.0.0/24' }]] });
+const bigConf = (socket: string) => netconf(BIG, socket, { ranges: [[{ subnet: '10.90.0.0/16' }]] });
+const smallConf = (socket: string) => netconf(SMALL, socket, { ranges: [[{ subnet: '10.91.0.0/24' }]] });
 const envOf = attachmentEnv;
 
 beforeAll(async () => {
   await bundlesReady();
   dir = tempDir('late');
-  daemon = new ChildDaemon(dir);
-  mkdirSync(daemon.paths.stateDir, { recursive: true });
-  seedLeases(daemon.paths.dbPath, bigConf(daemon.socket), LEASES, 'big');
-  await daemon.start();
+  const paths = daemonPaths(dir);
+  mkdirSync(paths.stateDir, { recursive: true });
+  seedLeases(paths.dbPath, bigConf(paths.socket), LEASES, 'big');
+  daemon = await DaemonProcess.start({ socket: paths.socket, stateDir: paths.stateDir });
 }, 120_000);
 
 afterAll(async () => {

@@ -6,7 +6,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { callDaemonRaw } from '../../src/client.js';
 import { netconf } from '../support/netconf.js';
 import { seedLeases } from '../support/seed.js';
-import { Cleanup, DaemonProcess, bundles, describeWithPrereqs, health, mountTmpfs } from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, health } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
+import { mountTmpfs } from '../support/mounts.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run(), 60_000);
@@ -16,13 +20,13 @@ describeWithPrereqs('a backup on a full disk', ['root', 'tmpfs'], () => {
   let stateDir: string;
 
   beforeAll(async () => {
-    await bundles();
+    await bundlesReady();
     const root = cleanup.tempDir('rsv-bkfull-');
     const dbDir = join(root, 'db');
     mkdirSync(dbDir);
     const db = join(dbDir, 'reservoir.db');
     // a store of several MB, and a state directory (where backup copies go) of 512 kB
-    seedLeases(db, netconf({ cniVersion: '1.1.0', name: 'full', socket: join(root, 'run', 'r.sock'), ranges: [[{ subnet: '10.93.0.0/16' }]] }), 20_000);
+    seedLeases(db, netconf('full', join(root, 'run', 'r.sock'), { ranges: [[{ subnet: '10.93.0.0/16' }]] }), 20_000);
     stateDir = mountTmpfs(cleanup, join(root, 'state'), '512k');
     daemon = await DaemonProcess.start({ socket: join(root, 'run', 'r.sock'), stateDir, db });
     cleanup.add('stop daemon', () => daemon.stop());

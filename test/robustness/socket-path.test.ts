@@ -6,13 +6,16 @@ import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:f
 import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Cleanup, DaemonProcess, bundles, describeWithPrereqs, health, runDaemonToExit } from './support.js';
+import { bundlesReady } from '../support/build.js';
+import { Cleanup } from '../support/cleanup.js';
+import { DaemonProcess, health, runDaemonToExit } from '../support/daemon.js';
+import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
 
 const cleanup = new Cleanup();
 let root: string;
 
 beforeAll(async () => {
-  await bundles();
+  await bundlesReady();
   root = cleanup.tempDir('rsv-sockdir-');
   chmodSync(root, 0o755);
 });
