@@ -1,6 +1,7 @@
 // A store with many leases, written straight into the SQLite file a daemon will open, by the same
 // services the daemon runs (one transaction: 40,000 ADDs take about a second).
 import { CniService } from '../../daemon/cni-service.js';
+import { Ledger } from '../../daemon/ledger.js';
 import { silentLogger } from '../../daemon/log.js';
 import { NetnsView } from '../../daemon/netns-view.js';
 import { Networks } from '../../daemon/networks.js';
@@ -16,7 +17,7 @@ export function attachmentEnv(id: string): { CNI_CONTAINERID: string; CNI_IFNAME
 export function seedLeases(dbPath: string, config: Record<string, unknown>, count: number, prefix = 'seed'): void {
   const store = SqliteStore.open({ path: dbPath });
   try {
-    const cni = new CniService(store, new Networks(store, silentLogger, () => []), silentLogger, new NetnsView(silentLogger));
+    const cni = new CniService(store, new Networks(store, silentLogger, () => []), new Ledger(store, 'seed'), silentLogger, new NetnsView(silentLogger));
     store.transaction(() => {
       for (let i = 0; i < count; i++) cni.add(parseInvocation('ADD', attachmentEnv(`${prefix}-${i}`), config));
     });
