@@ -1,7 +1,8 @@
 // What every reservoirctl command shares: the injected process I/O, the global options, the exit
 // codes and the way a command reaches the daemon. Commands never touch `process` directly.
 import type { ArgumentsCamelCase } from 'yargs';
-import { type CallOptions, callDaemon, callDaemonRaw } from '../src/client.js';
+import { type CallOptions, answerMissed, callDaemon, callDaemonRaw } from '../src/client.js';
+import type { ReservoirError } from '../src/errors.js';
 import type { RouteName } from '../src/protocol.js';
 import { json } from './format.js';
 
@@ -26,7 +27,10 @@ export const EXIT_CODES = {
     meaning: 'the request failed: reservoird refused it (the message ends with its error code), or a local step failed (e.g. the backup file exists)',
   },
   USAGE: { code: 2, meaning: 'usage error: unknown command or option, missing or invalid argument (nothing was sent to reservoird)' },
-  UNREACHABLE: { code: 3, meaning: 'reservoird is unreachable or did not answer in time (error code 11)' },
+  UNREACHABLE: {
+    code: 3,
+    meaning: 'reservoird is unreachable or did not answer in time (error code 11); a change that was sent but got no answer may still apply (the message says so)',
+  },
 } as const;
 
 export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES]['code'];
@@ -65,6 +69,23 @@ function callOptions(argv: Args, extra: Pick<CallOptions, 'params' | 'query' | '
 
 export function call<T>(route: RouteName, argv: Args, extra: Pick<CallOptions, 'params' | 'query' | 'body'> = {}): Promise<T> {
   return callDaemon<T>(route, callOptions(argv, extra));
+}
+
+/**
+ * A call that changes something. When no answer came in time the request may still be carried
+ * out (it waits in reservoird's queue, or its answer was lost): say so, and how to look.
+ */
+export async function change<T>(route: RouteName, argv: Args, extra: Pick<CallOptions, 'params' | 'query' | 'body'>, lookWith: string): Promise<T> {
+  try {
+    return await call<T>(route, argv, extra);
+  } catch (err) {
+    if (!answerMissed(err)) throw err;
+    const error = err as ReservoirError;
+    throw new CtlError(
+      `${error.message} (code ${error.code})\n  the request was sent, so the change may still apply: check with "${lookWith}" before trying again`,
+      EXIT_CODES.UNREACHABLE.code,
+    );
+  }
 }
 
 export function callRaw(route: RouteName, argv: Args, extra: Pick<CallOptions, 'params' | 'query' | 'body'> = {}): Promise<Buffer> {

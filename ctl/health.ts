@@ -29,6 +29,6 @@ export async function handler(argv: Args): Promise<void> {
       // Shown when there is something to act on (reservoirctl usage names the networks).
       ...(h.misfits > 0 ? ([['misfits', `${h.misfits} lease(s) no longer fit their network's config`]] as const) : []),
       ...(h.staleConfigs > 0 ? ([['stale configs', `${h.staleConfigs} network(s) got ADDs with another config than their file`]] as const) : []),
-    ]),
+    ]) + (h.warnings ?? []).map((line) => `warning: ${line}\n`).join(''),
   );
 }

@@ -1,7 +1,7 @@
 // reservoirctl release NET NAMESPACE/POD: free a stateful app's held IP.
 import type { Argv } from 'yargs';
 import type { ReleaseResponse } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { type Args, type GlobalOptions, change, show } from './common.js';
 
 export const command = 'release <network> <app>';
 export const describe = "Free a stateful app's held IP (refused while a pod of it is attached)";
@@ -19,6 +19,6 @@ export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & Releas
 }
 
 export async function handler(argv: Args<ReleaseArgs>): Promise<void> {
-  const answer = await call<ReleaseResponse>('release', argv, { body: { network: argv.network, app: argv.app } });
+  const answer = await change<ReleaseResponse>('release', argv, { body: { network: argv.network, app: argv.app } }, `reservoirctl leases ${argv.network}`);
   show(argv, answer, (r) => `released ${r.released.join(', ')} held by ${argv.app} in network ${argv.network}\n`);
 }

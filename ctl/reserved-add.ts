@@ -1,7 +1,7 @@
 // reservoirctl reserved add NET ENTRY [--group G] [--note TEXT] [--namespaces GLOB,...]
 import type { Argv } from 'yargs';
 import type { ReservedChangeBody, ReservedEntryView } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { type Args, type GlobalOptions, change, show } from './common.js';
 import { count } from './format.js';
 
 export const command = 'add <network> <entry>';
@@ -44,6 +44,6 @@ export async function handler(argv: Args<AddArgs>): Promise<void> {
   if (argv.group) body.group = argv.group;
   if (argv.note) body.note = argv.note;
   if (argv.namespaces) body.namespaces = namespaceList(argv.namespaces);
-  const answer = await call<ReservedEntryView>('reservedAdd', argv, { params: { network: argv.network }, body });
+  const answer = await change<ReservedEntryView>('reservedAdd', argv, { params: { network: argv.network }, body }, `reservoirctl reserved list ${argv.network}`);
   show(argv, answer, (view) => `added reserved entry ${describeEntry(view)} to network ${argv.network}\n`);
 }

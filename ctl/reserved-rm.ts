@@ -1,7 +1,7 @@
 // reservoirctl reserved rm NET ENTRY
 import type { Argv } from 'yargs';
 import type { ReservedEntryView } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { type Args, type GlobalOptions, change, show } from './common.js';
 import { describeEntry } from './reserved-add.js';
 
 export const command = 'rm <network> <entry>';
@@ -20,6 +20,6 @@ export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & RmArgs
 }
 
 export async function handler(argv: Args<RmArgs>): Promise<void> {
-  const answer = await call<ReservedEntryView>('reservedRemove', argv, { params: { network: argv.network }, query: { entry: argv.entry } });
+  const answer = await change<ReservedEntryView>('reservedRemove', argv, { params: { network: argv.network }, query: { entry: argv.entry } }, `reservoirctl reserved list ${argv.network}`);
   show(argv, answer, (view) => `removed reserved entry ${describeEntry(view)} from network ${argv.network}\n`);
 }

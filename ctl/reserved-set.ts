@@ -1,7 +1,7 @@
 // reservoirctl reserved set NET ENTRY [--to NEW_ENTRY] [--group G] [--note TEXT] [--namespaces GLOB,...]
 import type { Argv } from 'yargs';
 import type { ReservedChangeBody, ReservedEntryView } from '../src/protocol.js';
-import { type Args, type GlobalOptions, call, show } from './common.js';
+import { type Args, type GlobalOptions, change, show } from './common.js';
 import { describeEntry, namespaceList } from './reserved-add.js';
 
 export const command = 'set <network> <entry>';
@@ -40,6 +40,6 @@ export async function handler(argv: Args<SetArgs>): Promise<void> {
   if (argv.group !== undefined) body.group = argv.group === '' ? null : argv.group;
   if (argv.note !== undefined) body.note = argv.note === '' ? null : argv.note;
   if (argv.namespaces !== undefined) body.namespaces = argv.namespaces === '' ? null : namespaceList(argv.namespaces);
-  const answer = await call<ReservedEntryView>('reservedSet', argv, { params: { network: argv.network }, body });
+  const answer = await change<ReservedEntryView>('reservedSet', argv, { params: { network: argv.network }, body }, `reservoirctl reserved list ${argv.network}`);
   show(argv, answer, (view) => `changed reserved entry "${argv.entry}" of network ${argv.network}: now ${describeEntry(view)}\n`);
 }

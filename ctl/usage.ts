@@ -58,9 +58,15 @@ export function networkWarnings(n: UsageView): string[] {
   return warnings;
 }
 
+/** Each overlap once, even when both of its networks are listed. */
+export function usageWarnings(networks: readonly UsageView[]): string {
+  const lines = [...new Set(networks.flatMap((n) => n.overlaps ?? []))];
+  return lines.map((line) => `warning: ${line}\n`).join('');
+}
+
 export async function handler(argv: Args<UsageArgs>): Promise<void> {
   const answer = await call<{ networks: UsageView[] }>('usage', argv, { query: { network: argv.network } });
   const io = ioOf(argv);
   for (const warning of answer.networks.flatMap(networkWarnings)) io.stderr(`reservoirctl: warning: ${warning}\n`);
-  show(argv, answer, (a) => usageTable(a.networks));
+  show(argv, answer, (a) => usageTable(a.networks) + usageWarnings(a.networks));
 }

@@ -15,7 +15,7 @@ import { Metrics } from './metrics.js';
 import { Networks } from './networks.js';
 import { OperatorService } from './operator-service.js';
 import { ReservedRules } from './reserved-rules.js';
-import { createApiServer } from './server.js';
+import { createApiServer, removeLeftoverBackups } from './server.js';
 import { NetnsReconciler } from './reconciler.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
 import { type StatusServer, createStatusServer } from './status-http.js';
@@ -86,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   if (options.installConflist && !options.cniConfDir) throw new InstallError('installConflist needs a cniConfDir to install into');
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
+  await removeLeftoverBackups(options.stateDir).catch((err: unknown) => log.warn('could not remove leftover backup copies', { error: String(err) }));
   const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
   const rules = new ReservedRules(store);
   const networks = new Networks(store, log, rules, (network) => ledger.reservedChanged(network));
@@ -131,7 +132,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     kube,
   });
 
-  await prepareSocketPath(options.socket);
+  const socketDirectory = await prepareSocketPath(options.socket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.socket, () => {
@@ -139,7 +140,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       resolve();
     });
   });
-  secureSocket(options.socket, options.socketGid);
+  secureSocket(options.socket, options.socketGid, socketDirectory);
 
   if (options.installConflist && options.cniConfDir) {
     try {

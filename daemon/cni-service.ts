@@ -1,6 +1,6 @@
 // The CNI use cases: ADD, DEL, CHECK, GC, STATUS. Each runs inside one store transaction: the
 // allocator decides, the store records, the transaction commits all range sets or none.
-import { type Ip, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
+import { type Family, type Ip, formatIpWithPrefix, formatValue, parseIpWithPrefix } from '../src/address.js';
 import type { IpamResult, ResultIp } from '../src/cni.js';
 import type { IpamConfig, RangeSet } from '../src/config.js';
 import { describeRange, namespaceAllowed } from '../src/config.js';
@@ -17,10 +17,16 @@ import type { Networks } from './networks.js';
 import { entriesInRangeSet, reservedUsage } from './reserved-usage.js';
 import type { AddRequest } from './kube/policy.js';
 import type { LeaseBinding, LeaseRecord, ReservedRecord, Store } from './store.js';
+import type { RunUnit } from './write-queue.js';
 
 export const OFFERED_ALTERNATIVES = 5;
+/** Leases one GC unit releases: a few ms of work, so ADDs get their turn between chunks. */
+export const GC_CHUNK = 500;
 
 export class CniService {
+  /** Per network, the sets of attachments ADDed since each running GC began (see gc). */
+  private readonly gcWatchers = new Map<string, Set<Set<string>>>();
+
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
@@ -31,8 +37,20 @@ export class CniService {
   ) {}
 
   add(inv: AddRequest): IpamResult {
+    return this.addUndoable(inv).result;
+  }
+
+  /**
+   * ADD, and a way to take it back: `undo` (in a later transaction) removes the leases this ADD
+   * created and gives stateful holds back as they were, each only if it is still as this ADD left
+   * it. For an ADD whose caller gave up before the answer (write-queue.ts).
+   */
+  addUndoable(inv: AddRequest): { result: IpamResult; undo: () => void } {
     this.netns.observeAdd(inv.netns);
     return this.store.transaction(() => {
+      const created: LeaseRecord[] = [];
+      const heldBefore: LeaseRecord[] = [];
+      const yielded = new Set<string>();
       const now = this.now();
       const config = this.networks.forRequest(inv, now);
       // The governing config's defaultKind, not the one a stale request carries.
@@ -48,6 +66,8 @@ export class CniService {
       const binding: LeaseBinding = { podUid: inv.podUid ?? null, ownerUid: claim?.record.uid ?? null, ordinal: claim?.ordinal ?? null };
       if (claim) this.store.putStatefulSet(claim.record);
       // Leases by the range set that holds their address now, not by where the set once stood.
+      // A rolled-back ADD stays in the set: the GC then spares an attachment it could have released, never the reverse.
+      this.gcWatchers.get(inv.network)?.forEach((set) => set.add(attachmentKey(containerId, ifname)));
       const leases = new Map<number, LeaseRecord>();
       for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) {
         leases.set(setOf(config, lease, leases, `container ${containerId.slice(0, 12)} ifname ${ifname}`), lease);
@@ -86,6 +106,7 @@ export class CniService {
           if (binding.podUid !== (hold.podUid ?? null) || binding.ownerUid !== (hold.ownerUid ?? null) || binding.ordinal !== (hold.ordinal ?? null)) {
             this.store.bindLease(inv.network, hold.family, hold.ip, binding);
           }
+          heldBefore.push(hold);
           leases.set(index, { ...hold, ...binding, containerId, ifname, netns: inv.netns, detachedAt: null });
           reattached.add(index);
         }
@@ -99,6 +120,7 @@ export class CniService {
           // a repeated ADD of the same attachment always gets what it already has.
           if (!(wanted && reattached.has(index) && wanted.value !== current.ip)) return;
           this.ledger.remove(current, 'replaced');
+          yielded.add(`${current.family}:${current.ip}`);
         }
         const value = wanted ? this.takeRequested(inv, wanted) : this.takeFree(inv, set, index);
         const lease: LeaseRecord = {
@@ -116,10 +138,42 @@ export class CniService {
         };
         const reserved = this.store.reservedCovering(inv.network, set.family, value) !== undefined;
         this.ledger.claim(lease, wanted ? 'requested' : reserved ? 'group' : 'dynamic');
+        created.push(lease);
         leases.set(index, lease);
       });
-      return resultOf(config, [...leases.values()]);
+      return { result: resultOf(config, [...leases.values()]), undo: () => this.undoAdd(inv, config, created, heldBefore, yielded) };
     });
+  }
+
+  /**
+   * Through the ledger, as every lease change: the leases this ADD created go, a hold it
+   * reattached is held again (by its app, no container), and a hold that yielded to a requested
+   * IP comes back, held. Each only while still as this ADD left it.
+   */
+  private undoAdd(inv: AddRequest, config: IpamConfig, created: readonly LeaseRecord[], heldBefore: readonly LeaseRecord[], yielded: ReadonlySet<string>): void {
+    const { containerId, ifname } = inv.attachment;
+    const ours = (lease: LeaseRecord | undefined): lease is LeaseRecord =>
+      lease?.containerId === containerId && lease.ifname === ifname && lease.netns === inv.netns;
+    for (const lease of created) {
+      const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
+      if (ours(now) && now.createdAt === lease.createdAt) this.ledger.remove(now, 'abandoned');
+    }
+    for (const hold of heldBefore) {
+      const now = this.store.leaseAt(hold.network, hold.family, hold.ip);
+      if (now === undefined) {
+        // it yielded to a requested IP: held again, unless its app holds another IP of that range set now
+        const setIndex = (lease: LeaseRecord) => {
+          const fit = fitOf(config, lease.family, lease.ip);
+          return fit.fits ? fit.setIndex : undefined;
+        };
+        if (!yielded.has(`${hold.family}:${hold.ip}`) || this.store.leasesOfApp(hold.network, hold.app!).some((l) => setIndex(l) === setIndex(hold))) continue;
+        const back: LeaseRecord = { ...hold, containerId, ifname, netns: inv.netns, detachedAt: null };
+        this.ledger.claim(back, 'reattached');
+        this.ledger.detach(back, 'abandoned');
+      } else if (ours(now)) {
+        this.ledger.detach(now, 'abandoned');
+      }
+    }
   }
 
   del(inv: CniInvocation): void {
@@ -160,24 +214,56 @@ export class CniService {
     }
   }
 
-  gc(inv: CniInvocation): GcResponse {
-    const valid = new Set((inv.validAttachments ?? []).map((a) => `${a.containerId}\u0000${a.ifname}`));
+  /**
+   * GC in units of GC_CHUNK attached leases, read page by page in address order and released in
+   * the same unit, so a GC that frees 40,000 leases does not hold the queue (and every ADD behind
+   * it) for a second. An attachment ADDed after the GC began (a container the runtime did not know
+   * of when it sent the GC) is never released by it, whichever page its lease falls in.
+   */
+  async gc(inv: CniInvocation, run: RunUnit): Promise<GcResponse> {
+    const valid = new Set((inv.validAttachments ?? []).map((a) => attachmentKey(a.containerId, a.ifname)));
+    const addedSince = new Set<string>();
     const errors: string[] = [];
     let released = 0;
-    this.store.transaction(() => {
-      this.networks.forRequest(inv, this.now());
-      for (const lease of this.store.attachedLeases(inv.network)) {
-        if (valid.has(`${lease.containerId}\u0000${lease.ifname}`)) continue;
-        try {
-          this.store.transaction(() => this.release(lease, 'gc'));
-          released++;
-        } catch (err) {
-          errors.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
-        }
+    let after: { family: Family; ip: bigint } | undefined;
+    try {
+      for (let first = true; ; first = false) {
+        const page = await run(() => {
+          if (first) {
+            this.networks.forRequest(inv, this.now());
+            this.watchAdds(inv.network, addedSince, true);
+          }
+          const leases = this.store.attachedLeasesAfter(inv.network, after, GC_CHUNK);
+          for (const lease of leases) {
+            const key = attachmentKey(lease.containerId!, lease.ifname!);
+            if (valid.has(key) || addedSince.has(key)) continue;
+            try {
+              this.store.transaction(() => this.release(lease, 'gc'));
+              released++;
+            } catch (err) {
+              errors.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
+            }
+          }
+          return leases;
+        });
+        if (page.length < GC_CHUNK) break;
+        const last = page[page.length - 1]!;
+        after = { family: last.family, ip: last.ip };
       }
-    });
+    } finally {
+      this.watchAdds(inv.network, addedSince, false);
+    }
     if (released > 0) this.log.info('gc released leases', { network: inv.network, released });
     return { released, errors };
+  }
+
+  /** Attachments ADDed while a GC of the network runs go into each running GC's set. */
+  private watchAdds(network: string, set: Set<string>, on: boolean): void {
+    const sets = this.gcWatchers.get(network) ?? new Set<Set<string>>();
+    if (on) sets.add(set);
+    else sets.delete(set);
+    if (sets.size > 0) this.gcWatchers.set(network, sets);
+    else this.gcWatchers.delete(network);
   }
 
   status(inv: CniInvocation): StatusResponse {
@@ -311,6 +397,10 @@ function forbidden(inv: CniInvocation, what: string, namespaces: readonly string
 
 function requesterOf(inv: CniInvocation): Requester {
   return { app: inv.app ?? null, containerId: inv.attachment.containerId, ifname: inv.attachment.ifname, kind: inv.kind };
+}
+
+function attachmentKey(containerId: string, ifname: string): string {
+  return `${containerId}\u0000${ifname}`;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { HistoryEventKind, HistoryRecord, LeaseRecord, Store } from './stor
 
 export type Pool = 'dynamic' | 'reserved';
 export type ClaimReason = 'requested' | 'group' | 'dynamic' | 'reattached' | 'takeover';
-export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset';
+/** abandoned: an ADD whose caller gave up before its answer, undone (write-queue.ts). */
+export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset' | 'abandoned';
 export type RefusalReason = 'lost_race' | 'in_use' | 'forbidden' | 'refused_change';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['lost_race', 'in_use', 'forbidden', 'refused_change'];

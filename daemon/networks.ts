@@ -16,6 +16,7 @@ import type { CniInvocation } from '../src/invocation.js';
 import type { Logger } from './log.js';
 import { countMisfits } from './misfits.js';
 import { configDifferences } from './network-change.js';
+import { describeOverlap, subnetOverlaps } from './overlaps.js';
 import type { EntryContent, ReservedRules } from './reserved-rules.js';
 import type { NetworkRecord, ReservedRecord, Store } from './store.js';
 
@@ -102,6 +103,25 @@ export class Networks {
     return found && { file: found.file, differences: found.differences, requests: found.requests, lastSeen: found.lastSeen };
   }
 
+  /** Shared subnets are allowed (isolated networks) but worth a warning: both may hand out one IP. */
+  private warnOverlaps(name: string, config: IpamConfig): void {
+    const others = this.configs().filter((other) => other.name !== name);
+    for (const overlap of subnetOverlaps([{ name, config }, ...others])) {
+      if (overlap.network === name) this.log.warn('subnets overlap', { network: name, other: overlap.other, problem: describeOverlap(overlap) });
+    }
+  }
+
+  /** Every network with its config; one whose stored config no longer parses is left out. */
+  configs(): Array<{ name: string; config: IpamConfig }> {
+    return this.store.listNetworks().flatMap((stored) => {
+      try {
+        return [{ name: stored.name, config: parseIpamConfigCached(JSON.parse(stored.ipam)) }];
+      } catch {
+        return [];
+      }
+    });
+  }
+
   names(): string[] {
     return this.store.listNetworks().map((n) => n.name);
   }
@@ -110,6 +130,7 @@ export class Networks {
     this.store.putNetwork(name, JSON.stringify(rawIpam), now, file);
     if (this.reconcileReserved(name, config, stored?.reservedConflicts ?? [], now) || !stored) this.reservedChanged(name);
     this.log.info('network registered', { network: name, change: stored ? 'updated' : 'new', source: file ?? 'request' });
+    this.warnOverlaps(name, config);
     const misfits = stored ? countMisfits(this.store, name, config) : 0;
     if (misfits > 0) {
       this.log.warn('leases no longer fit the changed network config; ADD and CHECK refuse them', { network: name, misfits, see: `reservoirctl misfits ${name}` });

@@ -28,6 +28,7 @@ import { countMisfits, findMisfits } from './misfits.js';
 import { fitOf } from './network-change.js';
 import type { Networks } from './networks.js';
 import type { ReservedRules } from './reserved-rules.js';
+import { type SubnetOverlap, describeOverlap, subnetOverlaps } from './overlaps.js';
 import type { HistoryRecord, LeasePosition, LeaseRecord, ReservedRecord, Store } from './store.js';
 
 export const MAX_FREE_LISTED = 1024;
@@ -44,6 +45,11 @@ export class OperatorService {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Subnets that differently named networks share (see overlaps.ts). */
+  overlaps(): SubnetOverlap[] {
+    return subnetOverlaps(this.networks.configs());
+  }
+
   /**
    * How full each network is: the one computation behind `reservoirctl usage`, `reserved list`,
    * the metrics and the status page. Lease counts come from the ledger (kept per commit, no scan);
@@ -51,6 +57,7 @@ export class OperatorService {
    */
   usage(network: string | undefined): UsageView[] {
     const names = network === undefined ? this.networks.names() : [network];
+    const overlaps = this.overlaps();
     return names.map((name) => {
       const record = this.networks.recordOf(name);
       const config = this.networks.get(name);
@@ -75,6 +82,7 @@ export class OperatorService {
         misfits: countMisfits(this.store, name, config),
         configFile: record.file,
         staleRequests: stale ? { differences: stale.differences, requests: stale.requests, lastSeen: stale.lastSeen } : null,
+        overlaps: overlaps.filter((o) => o.network === name || o.other === name).map(describeOverlap),
       };
     });
   }

@@ -10,11 +10,12 @@ import type { Logger } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import type { LeaseRecord, Store } from './store.js';
+import type { RunUnit } from './write-queue.js';
+
+export type { RunUnit };
 
 export const RECONCILE_PAGE = 512;
 
-/** Runs a unit of store work in turn with everything else (the daemon's write queue). */
-export type RunUnit = <T>(fn: () => T) => Promise<T>;
 
 export class NetnsReconciler {
   /** When each lease was first seen without its namespace, by "network|family|ip|container". */

@@ -2,9 +2,10 @@
 // handler); the handlers only decode and validate input, then call a service. Request bodies
 // are bounded, slow clients time out, unknown paths get a JSON 404.
 import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream';
 import { formatValue } from '../src/address.js';
 import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
@@ -28,6 +29,7 @@ import type { Logger } from './log.js';
 import type { NetnsRootView } from './netns-view.js';
 import type { Metrics } from './metrics.js';
 import type { OperatorService } from './operator-service.js';
+import { describeOverlap } from './overlaps.js';
 import type { Store } from './store.js';
 import type { WriteQueue } from './write-queue.js';
 
@@ -53,15 +55,8 @@ interface Call {
   readonly params: Record<string, string>;
   readonly query: URLSearchParams;
   readonly body: unknown;
-  /** Epoch ms after which the client has given up (the deadline header, set by src/client.ts). */
+  /** Epoch ms after which the client no longer waits for the answer (the deadline header, set by src/client.ts). */
   readonly deadline?: number | undefined;
-}
-
-/** A plugin that timed out reported "try again later": an ADD started after that would leak a lease. */
-function refuseLate(deadline: number | undefined): void {
-  if (deadline !== undefined && Date.now() > deadline) {
-    throw new ReservoirError('TRY_AGAIN_LATER', 'the client gave up before reservoird could start this ADD (reservoird busy or paused); nothing was leased');
-  }
 }
 
 /** A handler answers with a JSON value, a file to stream (backups) or a text (metrics). */
@@ -112,6 +107,27 @@ const startedAt = Date.now();
 
 /** Misfit leases released per unit of the write queue. */
 const MISFITS_PAGE = 512;
+/** Temporary copies for GET /v1/backup: `${BACKUP_PREFIX}${pid}-${n}.db` in the state directory. */
+const BACKUP_PREFIX = '.backup-';
+
+/** Copies that a daemon killed mid-backup left behind: those of processes that no longer run. */
+export async function removeLeftoverBackups(stateDir: string): Promise<void> {
+  const names = (await readdir(stateDir)).filter((name) => {
+    const pid = new RegExp(`^${BACKUP_PREFIX}(\\d+)-\\d+\\.db$`).exec(name)?.[1];
+    return pid !== undefined && !processRuns(Number(pid));
+  });
+  await Promise.all(names.map((name) => unlink(join(stateDir, name)).catch(() => undefined)));
+}
+
+function processRuns(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -189,10 +205,9 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     cniAdd: timed(metrics, 'ADD', async ({ body, deadline }) => {
       const plain = cniInvocation('ADD', body);
       const inv = deps.kube ? await deps.kube.admit(plain, (annotations) => cniInvocation('ADD', body, annotations)) : plain;
-      return queue.run(() => {
-        refuseLate(deadline);
-        return { result: cni.add(inv) };
-      });
+      // A plugin that gave up reported "try again later": the queue neither starts an ADD past
+      // its deadline nor lets one committed past it stand (write-queue.ts).
+      return queue.run(() => cni.addUndoable(inv), { deadline, undo: (added) => added.undo() }).then(({ result }) => ({ result }));
     }),
     cniDel: timed(metrics, 'DEL', ({ body }) => {
       const inv = cniInvocation('DEL', body);
@@ -204,7 +219,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     }),
     cniGc: timed(metrics, 'GC', ({ body }) => {
       const inv = cniInvocation('GC', body);
-      return queue.run(() => cni.gc(inv));
+      return cni.gc(inv, (fn) => queue.run(fn));
     }),
     cniStatus: timed(metrics, 'STATUS', ({ body }) => {
       const inv = cniInvocation('STATUS', body);
@@ -225,6 +240,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         netns: deps.netns(),
         kubernetes: deps.kube?.health() ?? null,
         ...operator.networkWarnings(),
+        warnings: operator.overlaps().map(describeOverlap),
       } satisfies HealthResponse;
     },
     usage: ({ query }) => ({ networks: operator.usage(query.get('network') ?? undefined) }),
@@ -269,7 +285,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       return { network: params.network!, released, ips } satisfies MisfitsReleaseResponse;
     },
     backup: async () => {
-      const path = join(deps.stateDir, `.backup-${process.pid}-${++backups}.db`);
+      const path = join(deps.stateDir, `${BACKUP_PREFIX}${process.pid}-${++backups}.db`);
       await store.backupTo(path);
       return { stream: path, cleanup: () => unlink(path).catch(() => undefined) };
     },
@@ -427,11 +443,14 @@ export function createApiServer(deps: ServerDeps): Server {
       }
       if (answer && typeof answer === 'object' && 'stream' in answer) {
         const { stream, cleanup } = answer as { stream: string; cleanup: () => Promise<void> };
+        // The copy is the whole store: it goes, and its fd closes, however the answer ends
+        // (pipe() left both behind when the client hung up mid-stream, or before the copy was made).
+        if (res.destroyed) {
+          await cleanup();
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/vnd.sqlite3' });
-        createReadStream(stream)
-          .on('error', () => res.destroy())
-          .on('close', () => void cleanup())
-          .pipe(res);
+        pipeline(createReadStream(stream), res, () => void cleanup());
         return;
       }
       send(res, 200, answer);

@@ -17,6 +17,14 @@ export interface CallOptions {
   readonly exchange?: Exchange | undefined;
 }
 
+/** Failures after the request was sent and before a whole answer came: it may have been carried out. */
+const UNANSWERED = new WeakSet<ReservoirError>();
+
+/** Whether `err` is a call that reached reservoird, or may have, but got no answer in time. */
+export function answerMissed(err: unknown): boolean {
+  return err instanceof ReservoirError && UNANSWERED.has(err);
+}
+
 const UNREACHABLE_HINT = 'is reservoird running? (systemctl status reservoird, or reservoirctl health)';
 
 /** Call one route; resolve with the parsed JSON body of a 2xx answer, reject with a ReservoirError. */
@@ -42,8 +50,10 @@ export function callDaemonRaw(route: RouteName, options: CallOptions): Promise<B
       new ReservoirError('REQUEST_TOO_LARGE', `the request to reservoird would be ${payload.length} bytes, over its ${MAX_BODY_BYTES}-byte limit; shrink the network configuration`),
     );
   }
-  // The daemon starts no ADD after this moment: we will have given up (code 11) before its
-  // answer could reach us, and the lease would belong to an attachment the runtime thinks failed.
+  // The daemon neither starts an ADD after this moment nor lets one it commits after it stand:
+  // we will have given up (code 11) before its answer could reach us, and the lease would belong
+  // to an attachment the runtime thinks failed. The margin up to our own timeout covers the
+  // answer's way from the daemon's last look at the clock to us.
   const deadline = Date.now() + options.timeoutMs - Math.min(250, Math.floor(options.timeoutMs / 10));
   const head =
     `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${DEADLINE_HEADER}: ${deadline}\r\n` +
@@ -127,7 +137,9 @@ function failureOf(err: NodeJS.ErrnoException, options: CallOptions): ReservoirE
     return new ReservoirError('TRY_AGAIN_LATER', `permission denied on ${options.socket}: run as root or as a member of the socket's group`);
   }
   if (err.code === 'ETIMEDOUT') {
-    return new ReservoirError('TRY_AGAIN_LATER', `reservoird at ${options.socket} did not answer within ${options.timeoutMs} ms; ${UNREACHABLE_HINT}`);
+    const error = new ReservoirError('TRY_AGAIN_LATER', `reservoird at ${options.socket} did not answer within ${options.timeoutMs} ms; ${UNREACHABLE_HINT}`);
+    UNANSWERED.add(error);
+    return error;
   }
   return unreachable(options, err.code ?? err.message);
 }
@@ -139,7 +151,9 @@ function unreachable(options: CallOptions, reason: string): ReservoirError {
 /** The body of a 2xx answer; otherwise the error the answer stands for. */
 function bodyOf(answer: Answer, options: CallOptions): Buffer {
   if ('broken' in answer) {
-    throw answer.broken === 'no answer' ? unreachable(options, 'ECONNRESET') : new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${answer.broken}`);
+    const error = answer.broken === 'no answer' ? unreachable(options, 'ECONNRESET') : new ReservoirError('TRY_AGAIN_LATER', `reading reservoird's answer failed: ${answer.broken}`);
+    UNANSWERED.add(error);
+    throw error;
   }
   const { status, body } = answer;
   if (status >= 200 && status < 300) return body;

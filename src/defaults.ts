@@ -14,7 +14,7 @@ export const MAX_SOCKET_PATH_BYTES = 107;
 export const MAX_STDIN_BYTES = 1024 * 1024;
 /** The largest request body reservoird reads. */
 export const MAX_BODY_BYTES = 1024 * 1024;
-/** Epoch ms after which the daemon must not start the request's work (set by src/client.ts). */
+/** Epoch ms by which the daemon answers an ADD or leaves nothing of it (set by src/client.ts; daemon/write-queue.ts). */
 export const DEADLINE_HEADER = 'x-reservoir-deadline';
 
 /** Whether `value` can name the daemon's socket: an absolute path that fits sun_path. */

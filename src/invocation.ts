@@ -2,7 +2,7 @@
 // daemon runs it on everything the plugin forwards, so it never trusts a client's validation; the
 // plugin runs the very same function only when its call fails (or the config is unusual), so a
 // caller sees the same error either way without paying for validation on every pod.
-import { AddressSyntaxError, type Ip, parseIp } from './address.js';
+import { AddressSyntaxError, type Ip, cidrContains, formatCidr, formatIpWithPrefix, parseIp } from './address.js';
 import {
   COMMAND_SINCE,
   type CniCommand,
@@ -131,7 +131,14 @@ export function parseCniArgs(text: string | undefined): Map<string, string> {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
     if (eq <= 0) throw envError(`CNI_ARGS: "${pair.slice(0, 80)}" is not KEY=VALUE`);
-    args.set(pair.slice(0, eq), pair.slice(eq + 1));
+    const key = pair.slice(0, eq);
+    const value = pair.slice(eq + 1);
+    const earlier = args.get(key);
+    if (earlier !== undefined && earlier !== value) {
+      // "last wins" would pick one silently: a runtime and a user each adding IP= get either
+      throw envError(`CNI_ARGS gives ${key} twice (${show(earlier.slice(0, 80))} and ${show(value.slice(0, 80))}); give it once`);
+    }
+    args.set(key, value);
   }
   const ignoreUnknown = ['1', 'true'].includes((args.get('IgnoreUnknown') ?? '').toLowerCase());
   if (!ignoreUnknown) {
@@ -206,7 +213,7 @@ export function parseInvocation(command: LeaseCommand, env: CniEnv, config: Reco
     kindExplicit: kindSource !== undefined,
     annotationsFromRuntime: fromRuntime,
     kind,
-    requestedIps: command === 'ADD' ? requestedIps(config, runtimeConfig, annotations, cniArgs) : [],
+    requestedIps: command === 'ADD' ? requestedIps(config, runtimeConfig, annotations, cniArgs, ipam) : [],
     group,
     prevAddresses: command === 'CHECK' && config.prevResult !== undefined ? addressesOfResult(config.prevResult) : undefined,
     validAttachments: command === 'GC' ? parseValidAttachments(config) : undefined,
@@ -286,6 +293,7 @@ function requestedIps(
   runtimeConfig: Record<string, unknown>,
   annotations: Map<string, string>,
   cniArgs: Map<string, string>,
+  ipam: IpamConfig,
 ): Ip[] {
   const argsCni = config.args === undefined ? undefined : asObject(config.args, 'args').cni;
   const argsIps = argsCni === undefined ? undefined : asObject(argsCni, 'args.cni').ips;
@@ -302,7 +310,7 @@ function requestedIps(
     const fromEnv = field.startsWith('CNI_ARGS');
     const fail = (problem: string) => (fromEnv ? envError(`${field}: ${problem}`) : configError(field, problem));
     if (value.length > 16) throw fail(`${value.length} IPs requested; at most 16`);
-    const ips = value.map((text, i) => parseRequestedIp(text, `${field}[${i}]`, fromEnv));
+    const ips = value.map((text, i) => parseRequestedIp(text, `${field}[${i}]`, fromEnv, ipam));
     const seen = new Set<string>();
     for (const [i, ip] of ips.entries()) {
       const key = `${ip.family}:${ip.value}`;
@@ -314,8 +322,12 @@ function requestedIps(
   return [];
 }
 
-/** "10.0.0.5" or "10.0.0.5/24": the prefix is the subnet's business, so it is checked then dropped. */
-function parseRequestedIp(text: unknown, field: string, fromEnv: boolean): Ip {
+/**
+ * "10.0.0.5", or "10.0.0.5/24" with the prefix of the subnet it lies in (host-local takes only a
+ * bare IP): a prefix that does not match would be silently replaced by the subnet's in the result.
+ * An IP in no subnet is left to the daemon, which says which ranges it misses (code 102).
+ */
+function parseRequestedIp(text: unknown, field: string, fromEnv: boolean, ipam: IpamConfig): Ip {
   try {
     if (typeof text !== 'string') throw new AddressSyntaxError(`expected an IP address string, got ${show(text)}`);
     const trimmed = text.trim();
@@ -325,6 +337,12 @@ function parseRequestedIp(text: unknown, field: string, fromEnv: boolean): Ip {
       const prefix = trimmed.slice(slash + 1);
       const max = ip.family === 4 ? 32 : 128;
       if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) throw new AddressSyntaxError(`"${trimmed}" has an invalid prefix`);
+      const subnet = ipam.rangeSets.flatMap((set) => set.ranges).find((r) => cidrContains(r.subnet, ip))?.subnet;
+      if (subnet && subnet.prefix !== Number(prefix)) {
+        throw new AddressSyntaxError(
+          `"${trimmed}" has prefix /${Number(prefix)} but lies in subnet ${formatCidr(subnet)}; give the bare IP or ${formatIpWithPrefix(ip, subnet.prefix)}`,
+        );
+      }
     }
     return ip;
   } catch (err) {

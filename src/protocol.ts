@@ -36,8 +36,11 @@ export interface HealthResponse {
   readonly uptimeSeconds: number;
   readonly networks: number;
   readonly leases: number;
-  /** Group-commit figures: batches committed and requests they carried. */
-  readonly batches: { readonly batches: number; readonly units: number };
+  /**
+   * Group-commit figures: batches committed, requests they carried, and ADDs answered 11 because
+   * their caller's deadline passed (refused before they started, or undone after a late commit).
+   */
+  readonly batches: { readonly batches: number; readonly units: number; readonly late: number };
   /** Leases released because their network namespace vanished, since start. */
   readonly reclaimed: number;
   /** Per netns directory the leases name: whether reservoird sees it (it reclaims only where it does). */
@@ -58,6 +61,8 @@ export interface HealthResponse {
   readonly staleConfigs: number;
   /** Leases that no longer fit their network's config (see `reservoirctl misfits`). */
   readonly misfits: number;
+  /** Things an operator should know about (subnets shared by differently named networks). */
+  readonly warnings: readonly string[];
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';
@@ -148,6 +153,8 @@ export interface UsageView {
   readonly configFile: string | null;
   /** ADDs that carried another config than the file's (served by the file), or null. */
   readonly staleRequests: StaleRequestsView | null;
+  /** Subnets this network shares with differently named ones: both may hand out the same IPs. */
+  readonly overlaps: readonly string[];
 }
 
 export interface StaleRequestsView {

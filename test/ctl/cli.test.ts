@@ -1,5 +1,6 @@
 // reservoirctl, in-process, against a real reservoird on a temp socket and a temp SQLite file.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../ctl/main.js';
@@ -102,6 +103,7 @@ describe('reservoirctl', () => {
           misfits: 0,
           configFile: null,
           staleRequests: null,
+          overlaps: [],
         },
       ],
     });
@@ -240,6 +242,35 @@ describe('reservoirctl', () => {
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(/^reservoirctl: cannot reach reservoird at .*nobody\.sock \(ENOENT\); is reservoird running\?.*\(code 11\)\n/);
     expect(run.stderr).toContain('--socket PATH or set RESERVOIR_SOCKET');
+  });
+
+  it('a change that got no answer in time exits 3 and says it may still apply; a read or an unreachable daemon does not', async () => {
+    const muteSocket = join(dir, 'mute.sock');
+    const held = new Set<Socket>();
+    const mute = createServer((s) => void held.add(s)); // accepts, reads nothing, never answers
+    await new Promise<void>((resolve) => mute.listen(muteSocket, resolve));
+    try {
+      for (const argv of [
+        ['reserved', 'add', 'testnet', '10.9.0.5'],
+        ['reserved', 'set', 'testnet', '10.9.0.5', '--note', 'x'],
+        ['reserved', 'rm', 'testnet', '10.9.0.5'],
+        ['release', 'testnet', 'default/db-0'],
+      ]) {
+        const run = await ctl(...argv, '--socket', muteSocket, '--timeout', '200');
+        expect(run.code, argv.join(' ')).toBe(3);
+        expect(run.stderr).toMatch(/did not answer within 200 ms.*\(code 11\)\n  the request was sent, so the change may still apply: check with "reservoirctl (reserved list|leases) testnet" before trying again\n/s);
+      }
+      const read = await ctl('usage', '--socket', muteSocket, '--timeout', '200');
+      expect(read.code).toBe(3);
+      expect(read.stderr).not.toMatch(/may still apply/);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => mute.close(() => resolve()));
+    }
+    const down = await ctl('reserved', 'add', 'testnet', '10.9.0.5', '--socket', join(dir, 'nobody.sock'));
+    expect(down.code).toBe(3);
+    expect(down.stderr).toMatch(/ENOENT/);
+    expect(down.stderr).not.toMatch(/may still apply/);
   });
 
   it('backup writes an SQLite file atomically with mode 0600, and does not clobber without --force', async () => {

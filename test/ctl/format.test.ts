@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { age, count, percent, table, usageBar } from '../../ctl/format.js';
+import { usageWarnings } from '../../ctl/usage.js';
 
 describe('format', () => {
   it('aligns columns without trailing blanks', () => {
@@ -31,5 +32,15 @@ describe('format', () => {
     expect(count('253')).toBe('253');
     expect(count((2n ** 64n).toString())).toBe('1.84e19');
     expect([age(5), age(59), age(180), age(7200), age(4 * 86_400 + 5)]).toEqual(['5s', '59s', '3m', '2h', '4d']);
+  });
+});
+
+describe('usage warnings', () => {
+  it('prints each overlap once, even when both of its networks are listed', () => {
+    const view = (network: string, overlaps: string[]) =>
+      ({ network, size: '254', dynamicSize: '254', dynamicInUse: 0, dynamicHeld: 0, reservedTotal: '0', reservedUsed: 0, reservedHeld: 0, reservedFree: '0', held: 0, attached: 0, misfits: 0, configFile: null, staleRequests: null, overlaps }) as const;
+    const line = 'subnet 10.83.0.0/24 of network "a" overlaps 10.83.0.0/24 of network "b": both may hand out the same IPs';
+    expect(usageWarnings([view('a', [line]), view('b', [line]), view('c', [])])).toBe(`warning: ${line}\n`);
+    expect(usageWarnings([view('c', [])])).toBe('');
   });
 });

@@ -315,6 +315,8 @@ describe('placeRequested', () => {
     ['10.0.1.255', '10.0.1.255 is the broadcast address of its subnet'],
     ['10.0.3.5', '10.0.3.5 is in none of the ranges 10.0.0.10-10.0.0.200, 10.0.1.1-10.0.1.254, 10.0.2.10-10.0.2.20'],
     ['192.168.0.1', '192.168.0.1 is in none of the ranges'],
+    ['9.255.255.255', '9.255.255.255 is in none of the ranges 10.0.0.10-10.0.0.200'],
+    ['0.0.0.1', '0.0.0.1 is in none of the ranges'],
     ['fd00::5', 'fd00::5 is IPv6; this range set is IPv4'],
     ['::a00:5', '::a00:5 is IPv6; this range set is IPv4'],
   ])('%s: %s', (ip, problem) => {

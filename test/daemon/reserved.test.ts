@@ -327,6 +327,7 @@ describe('rule 4: usage per reserved IP and per network', () => {
       misfits: 0,
       configFile: null,
       staleRequests: null,
+      overlaps: [],
     });
     expect((await list('use')).usage).toEqual(await usageOf(td.socket, 'use'));
     const bad = await opErr(td.socket, 'reservedList', { params: { network: 'use' }, query: { state: 'taken' } });
@@ -549,6 +550,18 @@ describe('free reserved IPs: usage and the POOL_EXHAUSTED message count them the
     expect(err.code).toBe(100);
     expect(err.msg).toContain('8 leased, 2 reserved IPs free but given only on request');
     expect(await usageOf(td.socket, 'agree')).toMatchObject({ dynamicInUse: 6, reservedTotal: '4', reservedUsed: 2, reservedFree: '2' });
+  });
+
+  it('POOL_EXHAUSTED counts only the free reserved IPs of the exhausted range set', async () => {
+    const conf = netconf('sets', td.socket, {
+      ranges: [[{ subnet: '10.24.0.0/24', rangeStart: '10.24.0.10', rangeEnd: '10.24.0.14' }], [{ subnet: '10.25.0.0/24' }], [{ subnet: 'fd24::/64' }]],
+      reserved: ['10.24.0.13-10.24.0.14', '10.25.0.50-10.25.0.59', 'fd24::50-fd24::5f'],
+    });
+    for (let i = 0; i < 3; i++) await addOk(conf, { containerId: `dyn-${i}` }); // .10-.12 in the first set
+    const err = await addErr(conf, { containerId: 'one-too-many' });
+    expect(err.code).toBe(100);
+    expect(err.msg).toContain('no free IP in range set 0');
+    expect(err.msg).toContain('3 leased, 2 reserved IPs free but given only on request');
   });
 
   it('count an entry once even when it spans two ranges of the exhausted range set', async () => {

@@ -47,6 +47,15 @@ describe.concurrent.each(VERSIONS)('cniVersion %s', (version) => {
     expect(await ipsOf(d.socket, network, id)).toEqual([]);
   });
 
+  it('a prefix that is not the subnet\'s, or IP= given twice, is refused (code 4 from CNI_ARGS, 7 from the config) and leases nothing', async () => {
+    const { network, conf } = setup();
+    const ids = [containerId('pfx'), containerId('pfx'), containerId('dup')];
+    expectError(await runPlugin({ command: 'ADD', containerId: ids[0], args: 'IP=10.30.0.7/8', config: conf() }), 4, /has prefix \/8 but lies in subnet 10\.30\.0\.0\/24/);
+    expectError(await runPlugin({ command: 'ADD', containerId: ids[1], config: conf({ runtimeConfig: { ips: ['10.30.0.7/16'] } }) }), 7, /10\.30\.0\.7\/24/);
+    expectError(await runPlugin({ command: 'ADD', containerId: ids[2], args: 'IP=10.30.0.8;IP=10.30.0.9', config: conf() }), 4, /gives IP twice/);
+    expect(await leasesOf(d.socket, network)).toEqual([]);
+  });
+
   it('precedence: args.cni.ips wins over CNI_ARGS, runtimeConfig.ips over both and over the annotation', async () => {
     const { conf } = setup();
     const [argsOverEnv, runtimeOverAll, annotationOverEnv] = await Promise.all([

@@ -115,6 +115,15 @@ const HOSTILE_CIDRS: Json[] = [
   ['10.1.0.0/16'],
 ];
 
+/**
+ * A hostile value to put into a case, as a copy: the lists hold arrays and objects, and a case's
+ * later mutation of a shared one changed the list for every later case, or (a list's array put
+ * inside itself) made a config circular.
+ */
+function hostile(rng: Rng, values: readonly Json[]): Json {
+  return structuredClone(rng.pick(values));
+}
+
 function randomString(rng: Rng, max = 20): string {
   const alphabets = ['abcdefghijklmnopqrstuvwxyz0123456789', 'ABC-_.:/%; =\\"\'', 'äöüß€😀\u202e\u0000\t\n', '\ud800\udfff'];
   let out = '';
@@ -138,9 +147,9 @@ function randomJson(rng: Rng, depth = 0): Json {
     case 3:
       return randomString(rng);
     case 4:
-      return rng.pick(HOSTILE_IPS);
+      return hostile(rng, HOSTILE_IPS);
     case 5:
-      return rng.pick(HOSTILE_CIDRS);
+      return hostile(rng, HOSTILE_CIDRS);
     case 6:
       return Array.from({ length: rng.int(0, 3) }, () => randomJson(rng, depth + 1));
     default: {
@@ -191,15 +200,15 @@ function randomIpam(rng: Rng, socket: string): Record<string, Json> {
   }
   const ipam: Record<string, Json> = { type: 'reservoir', socket, timeout: rng.pick(['5s', '10s', '30s']), ranges };
   if (rng.chance(0.1)) ipam.timeout = rng.pick(['0s', '50ms', '121s', '-1s', '5', 5, '1e3s', '', '5 s']);
-  if (rng.chance(0.2)) ipam.routes = rng.chance(0.7) ? [{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16', gw: '10.1.0.1' }] : [{ dst: rng.pick(HOSTILE_CIDRS) }];
-  if (rng.chance(0.2)) ipam.dns = rng.chance(0.7) ? { nameservers: ['10.1.0.53'], search: ['svc.local'], domain: 'local' } : { nameservers: [rng.pick(HOSTILE_IPS)] };
+  if (rng.chance(0.2)) ipam.routes = rng.chance(0.7) ? [{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16', gw: '10.1.0.1' }] : [{ dst: hostile(rng, HOSTILE_CIDRS) }];
+  if (rng.chance(0.2)) ipam.dns = rng.chance(0.7) ? { nameservers: ['10.1.0.53'], search: ['svc.local'], domain: 'local' } : { nameservers: [hostile(rng, HOSTILE_IPS)] };
   if (rng.chance(0.15)) ipam.defaultKind = rng.pick(['stateless', 'stateful', 'x', 1]);
   if (rng.chance(0.1)) ipam.holdFor = rng.pick(['1h', '2s', '0s', 'forever']);
   if (rng.chance(0.2)) {
     const first = (ranges[0] as Array<Record<string, string>>)[0]!;
     const p = typeof first.subnet === 'string' ? first.subnet.split('/')[0]! : '10.1.0.0';
     const near = p.includes(':') ? p.replace(/::$/, '::40') : p.replace(/\.0$/, '.40');
-    ipam.reserved = rng.pick<Json>([[near], [{ entry: near, group: 'db' }], [rng.pick(HOSTILE_IPS)], [`${near}-${near}`], 'x', [{ entry: near, group: 'bad group!' }]]);
+    ipam.reserved = rng.pick<Json>([[near], [{ entry: near, group: 'db' }], [hostile(rng, HOSTILE_IPS)], [`${near}-${near}`], 'x', [{ entry: near, group: 'bad group!' }]]);
   }
   return ipam;
 }
@@ -208,7 +217,7 @@ function cniArgs(rng: Rng, index: number, stateful: boolean): string | undefined
   const parts: string[] = [];
   if (stateful || rng.chance(0.3)) parts.push('K8S_POD_NAMESPACE=fuzz', `K8S_POD_NAME=p${index}`);
   if (stateful) parts.push('RESERVOIR_KIND=stateful');
-  if (rng.chance(0.1)) parts.push(`IP=${String(rng.pick(HOSTILE_IPS))}`);
+  if (rng.chance(0.1)) parts.push(`IP=${String(hostile(rng, HOSTILE_IPS))}`);
   if (rng.chance(0.05)) parts.push('RESERVOIR_GROUP=db');
   if (rng.chance(0.05)) parts.push(rng.pick(['RESERVOIR_KIND=bogus', 'RESERVOIR_APP=bad app', 'K8S_POD_NAME=', '=x', 'noequals', ';;', 'UNKNOWN=1']));
   if (rng.chance(0.3)) parts.push('IgnoreUnknown=1');
@@ -253,8 +262,8 @@ function mutate(rng: Rng, value: Record<string, any>): void {
   const current = (parent as any)[key];
   const op = rng.int(0, 5);
   if (op === 0 && !Array.isArray(parent)) delete (parent as Record<string, unknown>)[key as string];
-  else if (op === 1) setOwn(parent, key, rng.pick(HOSTILE_IPS));
-  else if (op === 2) setOwn(parent, key, rng.pick(HOSTILE_CIDRS));
+  else if (op === 1) setOwn(parent, key, hostile(rng, HOSTILE_IPS));
+  else if (op === 2) setOwn(parent, key, hostile(rng, HOSTILE_CIDRS));
   else if (op === 3) setOwn(parent, key, randomJson(rng));
   else if (op === 4) setOwn(parent, key, [current, current]);
   else setOwn(parent, key, typeof current === 'string' ? `${current}${randomString(rng, 4)}` : String(JSON.stringify(current)));
@@ -334,21 +343,21 @@ function makeCase(seed: number, index: number, socket: string, tag: string): Fuz
       config['cni.dev/valid-attachments'] = rng.chance(0.8) ? [{ containerID: 'nope', ifname: 'eth0' }] : randomJson(rng);
     }
     if (rng.chance(0.15)) {
-      const ips = Array.from({ length: rng.int(0, 3) }, () => (rng.chance(0.5) ? rng.pick(HOSTILE_IPS) : `10.${rng.int(0, 255)}.${rng.int(0, 255)}.${rng.int(1, 254)}`));
-      config.runtimeConfig = { ips: rng.chance(0.9) ? ips : rng.pick(HOSTILE_IPS) };
+      const ips = Array.from({ length: rng.int(0, 3) }, () => (rng.chance(0.5) ? hostile(rng, HOSTILE_IPS) : `10.${rng.int(0, 255)}.${rng.int(0, 255)}.${rng.int(1, 254)}`));
+      config.runtimeConfig = { ips: rng.chance(0.9) ? ips : hostile(rng, HOSTILE_IPS) };
     }
     if (rng.chance(0.1)) {
       config.runtimeConfig = {
         ...config.runtimeConfig,
         'io.kubernetes.cri.pod-annotations': {
-          'reservoir.io/ip': rng.chance(0.5) ? String(rng.pick(HOSTILE_IPS)) : rng.pick(HOSTILE_IPS),
+          'reservoir.io/ip': rng.chance(0.5) ? String(hostile(rng, HOSTILE_IPS)) : hostile(rng, HOSTILE_IPS),
           ...(rng.chance(0.3) ? { 'reservoir.io/kind': rng.pick(['stateful', 'x', 5]) } : {}),
           ...(rng.chance(0.3) ? { 'reservoir.io/group': rng.pick(['db', '', 'bad group']) } : {}),
         },
       };
     }
-    if (rng.chance(0.08)) config.args = { cni: { ips: rng.chance(0.7) ? [rng.pick(HOSTILE_IPS)] : randomJson(rng) } };
-    if (rng.chance(0.08)) config.prevResult = rng.chance(0.5) ? { cniVersion: '1.0.0', ips: [{ address: rng.pick(HOSTILE_IPS) }] } : randomJson(rng);
+    if (rng.chance(0.08)) config.args = { cni: { ips: rng.chance(0.7) ? [hostile(rng, HOSTILE_IPS)] : randomJson(rng) } };
+    if (rng.chance(0.08)) config.prevResult = rng.chance(0.5) ? { cniVersion: '1.0.0', ips: [{ address: hostile(rng, HOSTILE_IPS) }] } : randomJson(rng);
     if (rng.chance(0.05)) config.runtimeConfig = randomJson(rng);
     for (let m = rng.chance(0.45) ? rng.int(1, 3) : 0; m > 0; m--) mutate(rng, config);
     if (rng.chance(0.03)) config = randomJson(rng) as Record<string, any>;

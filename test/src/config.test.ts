@@ -10,6 +10,7 @@ import {
   parseDuration,
   parseGroupName,
   parseIpamConfig,
+  parseIpamConfigCached,
   parseKind,
   parseNetworkName,
   parseReservedEntry,
@@ -192,6 +193,9 @@ describe('parseIpamConfig: invalid ranges', () => {
     ['mixed families, v6 first', { ranges: [[{ subnet: 'fd00::/64' }, { subnet: '10.0.0.0/24' }, { subnet: 'fd01::/64' }]] }, 'ipam.ranges[0][1].subnet', ['10.0.0.0/24']],
     ['overlap within a set', { ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: '10.0.0.0/25' }]] }, 'ipam.ranges[0][1]', ['10.0.0.1-10.0.0.126', 'overlaps ipam.ranges[0][0]', '10.0.0.1-10.0.0.254']],
     ['overlap within a set, same subnet', { ranges: [[{ subnet: '10.0.0.0/24', rangeEnd: '10.0.0.20' }, { subnet: '10.0.0.0/24', rangeStart: '10.0.0.20' }]] }, 'ipam.ranges[0][1]', ['10.0.0.20-10.0.0.254', 'ipam.ranges[0][0]']],
+    ['sharing exactly one address, the later range first', { ranges: [[{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.20' }, { subnet: '10.0.0.0/24', rangeEnd: '10.0.0.20' }]] }, 'ipam.ranges[0][1]', ['10.0.0.1-10.0.0.20', 'overlaps ipam.ranges[0][0]', '10.0.0.20-10.0.0.254']],
+    ['sharing exactly one address across sets', { ranges: [[{ subnet: '10.0.0.0/24', rangeEnd: '10.0.0.20' }], [{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.20' }]] }, 'ipam.ranges[1][0]', ['overlaps ipam.ranges[0][0]']],
+    ['sharing exactly one address across sets, the later range first', { ranges: [[{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.20' }], [{ subnet: '10.0.0.0/24', rangeEnd: '10.0.0.20' }]] }, 'ipam.ranges[1][0]', ['overlaps ipam.ranges[0][0]']],
     ['overlap across sets', { ranges: [[{ subnet: '10.0.0.0/16' }], [{ subnet: '10.0.5.0/24' }]] }, 'ipam.ranges[1][0]', ['10.0.5.1-10.0.5.254', 'overlaps ipam.ranges[0][0]']],
     ['overlap across sets, later range', { ranges: [[{ subnet: '10.1.0.0/24' }], [{ subnet: '10.2.0.0/24' }, { subnet: '10.1.0.0/24', rangeStart: '10.1.0.200' }]] }, 'ipam.ranges[1][1]', ['overlaps ipam.ranges[0][0]']],
     ['IPv6 overlap across sets', { ranges: [[{ subnet: 'fd00::/48' }], [{ subnet: 'fd00:0:0:7::/64' }]] }, 'ipam.ranges[1][0]', ['overlaps ipam.ranges[0][0]']],
@@ -341,6 +345,8 @@ describe('parseIpamConfig: socket, timeout, holdFor, defaultKind', () => {
     ['1w', 'not a duration'],
     [86400, 'not a duration'],
     [false, 'not a duration'],
+    [['5s'], 'not a duration'],
+    [{ toString: '5s' }, 'not a duration'],
   ])('holdFor %j rejected: %s', (holdFor, problem) => {
     bad({ ...base, holdFor }, 'ipam.holdFor', JSON.stringify(holdFor), problem);
   });
@@ -547,5 +553,32 @@ describe('exported helpers', () => {
     expect(show('x')).toBe('"x"');
     expect(show({ a: 1 })).toBe('{"a":1}');
     expect(show('y'.repeat(200))).toBe(`"${'y'.repeat(79)}…`);
+  });
+});
+
+describe('parseIpamConfigCached', () => {
+  const ipam = (n: number) => ({ type: 'reservoir', ranges: [[{ subnet: `10.${n >> 8}.${n & 255}.0/24` }]], note: `cache-test-${process.pid}` });
+
+  it('answers a JSON-equal ipam with the very config it parsed, and a different one with its own', () => {
+    const first = parseIpamConfigCached(ipam(1));
+    expect(parseIpamConfigCached(JSON.parse(JSON.stringify(ipam(1))))).toBe(first);
+    expect(parseIpamConfigCached(ipam(2))).not.toBe(first);
+    expect(parseIpamConfigCached(ipam(2))).toEqual(parseIpamConfig(ipam(2)));
+  });
+
+  it('keeps the last 64 configs: the oldest goes when the 65th arrives', () => {
+    const oldest = parseIpamConfigCached(ipam(1000));
+    for (let n = 1001; n < 1064; n++) parseIpamConfigCached(ipam(n)); // 64 entries now, the oldest first
+    expect(parseIpamConfigCached(ipam(1000))).toBe(oldest);
+    parseIpamConfigCached(ipam(1064)); // the 65th: the oldest entry goes
+    const again = parseIpamConfigCached(ipam(1000));
+    expect(again).not.toBe(oldest);
+    expect(again).toEqual(oldest);
+  });
+
+  it('never keeps a failure: the same bad ipam fails every time with the same error', () => {
+    const broken = { type: 'reservoir', ranges: [[{ subnet: '10.0.0.1/24' }]] };
+    const first = invalid(() => parseIpamConfigCached(broken), 'ipam.ranges[0][0].subnet');
+    expect(invalid(() => parseIpamConfigCached(broken), 'ipam.ranges[0][0].subnet')).toBe(first);
   });
 });

@@ -163,6 +163,7 @@ describe('parseCniArgs', () => {
     ['IgnoreUnknown=TRUE;FOO=bar', { IgnoreUnknown: 'TRUE', FOO: 'bar' }],
     ['FOO=bar;IgnoreUnknown=1', { FOO: 'bar', IgnoreUnknown: '1' }],
     ['IgnoreUnknown=0', { IgnoreUnknown: '0' }],
+    ['IP=10.0.0.5;IP=10.0.0.5', { IP: '10.0.0.5' }],
     ['K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1', { K8S_POD_INFRA_CONTAINER_ID: 'abc', K8S_POD_UID: 'u-1' }],
   ])('%j', (text, expected) => {
     expect(Object.fromEntries(parseCniArgs(text))).toEqual(expected);
@@ -179,6 +180,8 @@ describe('parseCniArgs', () => {
     ['=10.0.0.5', ['"=10.0.0.5" is not KEY=VALUE']],
     ['IP=10.0.0.5;garbage', ['"garbage" is not KEY=VALUE']],
     ['IgnoreUnknown=1;garbage', ['"garbage" is not KEY=VALUE']],
+    ['IP=10.0.0.5;IP=10.0.0.6', ['gives IP twice', '"10.0.0.5" and "10.0.0.6"', 'give it once']],
+    ['K8S_POD_NAME=a;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=b', ['gives K8S_POD_NAME twice']],
   ])('%j -> code 4', (text, fragments) => {
     fails(() => parseCniArgs(text), 4, 'CNI_ARGS', ...fragments);
   });
@@ -295,6 +298,8 @@ describe('parseInvocation: requested IPs', () => {
     ['an empty args.cni.ips falls through to CNI_ARGS', argsCni([]), 'IP=10.0.0.8', ['10.0.0.8']],
     ['a lower source is not even parsed when a higher one wins', rc(['10.0.0.5']), 'IP=garbage', ['10.0.0.5']],
     ['16 IPs', rc(Array.from({ length: 16 }, (_, i) => `10.0.0.${i + 10}`)), undefined, Array.from({ length: 16 }, (_, i) => `10.0.0.${i + 10}`)],
+    ['a prefix on an IP outside every subnet is left to the daemon (code 102)', rc(['10.9.0.5/16']), undefined, ['10.9.0.5']],
+    ['the longest prefixes, /32 and /128, outside every subnet', rc(['10.9.0.5/32', 'fd09::5/128']), undefined, ['10.9.0.5', 'fd09::5']],
   ])('%s', (_name, extra, cniArgs, expected) => {
     expect(addIps(extra, cniArgs)).toEqual(expected);
   });
@@ -322,6 +327,8 @@ describe('parseInvocation: requested IPs', () => {
     ['bad args.cni IP', argsCni(['nope']), ['args.cni.ips[0]', 'nope']],
     ['bad annotation IP', ann('10.0.0.5,10.0.0.x'), [`annotation ${ANNOTATION_IP}[1]`, '10.0.0.x']],
     ['duplicate annotation IP', ann('10.0.0.5,10.0.0.5'), [`annotation ${ANNOTATION_IP}`, 'twice']],
+    ['a prefix that is not its subnet\'s', rc(['10.0.0.7/8']), ['runtimeConfig.ips[0]', '"10.0.0.7/8" has prefix /8 but lies in subnet 10.0.0.0/24', 'bare IP or 10.0.0.7/24']],
+    ['an IPv6 prefix that is not its subnet\'s', rc(['fd00::7/48']), ['subnet fd00::/64', 'fd00::7/64']],
   ])('%s -> code 7', (_name, extra, fragments) => {
     fails(() => parseInvocation('ADD', env(), config(extra)), 7, ...fragments);
   });
@@ -333,6 +340,8 @@ describe('parseInvocation: requested IPs', () => {
     ['bad prefix', 'IP=10.0.0.5/40', ['10.0.0.5/40']],
     ['duplicate', 'IP=10.0.0.5,10.0.0.5/24', ['CNI_ARGS IP', 'lists the same IP twice']],
     ['17 IPs', `IP=${Array.from({ length: 17 }, (_, i) => `10.0.0.${i + 10}`).join(',')}`, ['CNI_ARGS IP', 'at most 16']],
+    ['a prefix that is not its subnet\'s', 'IP=10.0.0.7/8', ['CNI_ARGS IP[0]', 'has prefix /8 but lies in subnet 10.0.0.0/24']],
+    ['IP given twice', 'IP=10.0.0.7;IP=10.0.0.8', ['CNI_ARGS gives IP twice']],
   ])('%s from CNI_ARGS -> code 4', (_name, cniArgs, fragments) => {
     const message = fails(() => parseInvocation('ADD', env({ CNI_ARGS: cniArgs }), config()), 4, ...fragments);
     expect(message).not.toMatch(/^invalid config/);
