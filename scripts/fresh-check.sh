@@ -24,6 +24,8 @@ die() { printf 'fresh-check: %s\n' "$*" >&2; exit 1; }
 missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+# runc, not podman's default crun: crun 1.8 (Debian 12) refuses hosts with hybrid cgroups.
+[ -x /usr/sbin/runc ] || missing+=(runc)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt)"
   apt-get -o DPkg::Lock::Timeout=600 update -qq
@@ -92,10 +94,14 @@ EOF
 chmod 0755 "$WORK/inside.sh"
 
 say "podman: clone $commit, sudo ./install.sh, CI=true npm test (as root, in the container)"
-# Privileged: the tests create network namespaces, bridges, tmpfs and loop mounts.
+# Privileged: the tests create network namespaces, bridges, tmpfs and loop mounts. Resource
+# limits no higher than this shell's: podman's defaults are higher, and raising a limit needs
+# CAP_SYS_RESOURCE, which a sandboxed host may not have (podman itself runs the runtime with at
+# most 32768 processes). /dev/shm as large as a machine's, not podman's 64 MB.
+nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
 set +e
-podman run --name "$NAME" --rm --privileged --systemd=false \
-  --shm-size=4g \
+podman --runtime /usr/sbin/runc run --name "$NAME" --rm --privileged --systemd=false \
+  --ulimit nofile="$nofile:$nofile" --ulimit nproc=16384:16384 --shm-size=4g \
   -v "$WORK/src.git:/src.git:ro" -v "$WORK/host:/host:ro" -v "$WORK/inside.sh:/inside.sh:ro" \
   -e COMMIT="$commit" -e LANG=C.UTF-8 \
   --rootfs "$WORK/rootfs" /inside.sh | tee "$WORK/run.log"
