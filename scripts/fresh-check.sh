@@ -77,6 +77,8 @@ cat > "$WORK/inside.sh" <<'EOF'
 # npm's global config), then a user's steps, each timed.
 set -uo pipefail
 cp -a /host/ca/. /usr/local/share/ca-certificates/ && update-ca-certificates >/dev/null
+# A machine's /dev/shm runs programs (nosuid,nodev only); podman mounts it noexec.
+mount -o remount,exec /dev/shm
 [ -f /host/npmrc ] && cp /host/npmrc /etc/npmrc
 step() { # name command...
   local name=$1 t0=$(date +%s) rc; shift
