@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # reservoir installer, for a Debian machine, run as root:
-#   sudo ./install.sh                 install or upgrade in place, then (re)start reservoird
+#   sudo ./install.sh                 install or upgrade in place, then (re)start reservoird;
+#                                     also installs what `npm test` needs (scripts/test-packages.txt)
+#   sudo ./install.sh --no-test-deps  ... without the test prerequisites
 #   sudo ./install.sh --uninstall     remove binaries and the service; keep leases in STATE_DIR
 #   sudo ./install.sh --uninstall --purge   ... and delete STATE_DIR too
 # Overrides (environment): CNI_BIN_DIR (/opt/cni/bin), BIN_DIR (/usr/local/bin),
@@ -18,18 +20,27 @@ LOG_DIR=/var/log/reservoir
 UNIT=/etc/systemd/system/reservoird.service
 SUPERVISOR_PIDFILE=$RUN_DIR/supervisor.pid
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Debian packages that install itself needs: the main CNI plugins (bridge, macvlan, ...); a C
+# compiler for the plugin's socket transport (native/unix-call.c); make, g++ and python3 for
+# node-gyp, which npm runs for better-sqlite3 (a no-op where its prebuilt addon loads). The
+# packages the tests need are listed in scripts/test-packages.txt, the one place for them.
+INSTALL_PACKAGES=(containernetworking-plugins iproute2 ca-certificates gcc libc6-dev make g++ python3)
+TEST_PACKAGE_LIST=$HERE/scripts/test-packages.txt
+# The Node.js and npm that install the project's npm dependencies (see "npm dependencies" below).
+TOOLCHAIN_DIR=$HERE/.toolchain
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run me as root: sudo ./install.sh"
 
-uninstall=false purge=false
+uninstall=false purge=false test_deps=true
 for arg in "$@"; do
   case "$arg" in
+    --no-test-deps) test_deps=false ;;
     --uninstall) uninstall=true ;;
     --purge) purge=true ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) die "unknown option $arg (see --help)" ;;
   esac
 done
@@ -70,20 +81,56 @@ if $uninstall; then
   exit 0
 fi
 
-say "system packages (apt): containernetworking-plugins for the main plugins (bridge, macvlan, ...), a C compiler for the plugin's socket transport"
+packages=("${INSTALL_PACKAGES[@]}")
+command -v npm >/dev/null || packages+=(npm)
+if $test_deps; then
+  mapfile -t test_packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$TEST_PACKAGE_LIST")
+  packages+=("${test_packages[@]}")
+  say "system packages (apt): ${INSTALL_PACKAGES[*]} for install; ${test_packages[*]} for npm test (skip these with --no-test-deps)"
+else
+  say "system packages (apt): ${INSTALL_PACKAGES[*]} (test prerequisites skipped: --no-test-deps)"
+fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in containernetworking-plugins iproute2 ca-certificates gcc libc6-dev; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || need+=("$pkg")
 done
-command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+  apt_get update -qq
+  apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-say "npm dependencies (Node.js 24 comes from the npm package node@24, bun from the npm package bun)"
 cd "$HERE"
+# The npm dependencies are installed by the Node.js the project runs on (the npm package node@24,
+# pinned in package-lock.json) and an npm of its age (package.json "packageManager"), not by the
+# system's: Debian 12's npm 9.2 on Node 18 skips optional dependencies that need a newer Node,
+# such as vitest's native rolldown binding. The system npm only bootstraps those two into
+# $TOOLCHAIN_DIR (again only when a pinned version changes); they read the system npm's global
+# config (registry, proxy, CA file) as the system npm does.
+node_version=$(node -p 'require("./package-lock.json").packages["node_modules/node"].version')
+npm_version=$(node -p 'require("./package.json").packageManager.replace(/^npm@/, "")')
+npm_globalconfig=$(npm config get globalconfig)
+bootstrap() { # dir package version
+  local dir=$TOOLCHAIN_DIR/$1
+  [ "$(cat "$dir/.installed" 2>/dev/null)" = "$2@$3" ] && return 0
+  rm -rf "$dir" && mkdir -p "$dir"
+  printf '{"private":true,"dependencies":{"%s":"%s"}}\n' "$2" "$3" > "$dir/package.json"
+  npm install --prefix "$dir" --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
+  echo "$2@$3" > "$dir/.installed"
+}
+say "Node.js $node_version and npm $npm_version to install the npm dependencies with (in $TOOLCHAIN_DIR)"
+bootstrap node node "$node_version"
+bootstrap npm npm "$npm_version"
+export PATH="$TOOLCHAIN_DIR/npm/node_modules/.bin:$TOOLCHAIN_DIR/node/node_modules/.bin:$PATH"
+export npm_config_globalconfig=$npm_globalconfig
+[ "$(node -v)" = "v$node_version" ] || die "bootstrapped node is $(node -v), not v$node_version"
+[ "$(npm -v)" = "$npm_version" ] || die "bootstrapped npm is $(npm -v), not $npm_version"
+# node-gyp builds against the headers node@24 ships (include/node): nothing else is downloaded.
+npm_config_nodedir=$(node -p 'require("path").dirname(require.resolve(`node-${process.platform}-${process.arch}/package.json`, { paths: [process.argv[1]] }))' "$TOOLCHAIN_DIR/node/node_modules/node")
+export npm_config_nodedir
+
+say "npm dependencies (npm ci; Node.js 24 comes from the npm package node@24, bun from the npm package bun)"
 npm ci --no-audit --no-fund --loglevel=error
 
 say "build and package the executables: the plugin with bun (bun build --compile), reservoird and reservoirctl on Node 24"

@@ -3,8 +3,11 @@
 // namespaces are test/support's.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { PLUGIN_EXE, bundlesReady } from '../support/build.js';
+import { chmodSync, copyFileSync, linkSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { NATIVE_CALL, PLUGIN_EXE, bundlesReady } from '../support/build.js';
+import { removeDir, tempDir } from '../support/tmp.js';
 
 export const SOAK = process.env.RESERVOIR_SOAK === '1';
 
@@ -50,13 +53,41 @@ process.once('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
 });
 
+/**
+ * The plugin executable and its addon in a directory uid 65534 can read: the clone itself may
+ * sit where only root gets in (root's home is 0700). Under os.tmpdir(), not /dev/shm, which a
+ * container may mount noexec. Hard links where the file system allows, else copies; removed when
+ * the run ends.
+ */
+function filesForNobody(plugin: string): { dir: string; plugin: string } {
+  const dir = tempDir('nobody', tmpdir());
+  chmodSync(dir, 0o755);
+  const place = (from: string, name: string, mode: number) => {
+    const to = join(dir, name);
+    // A link shares the original's mode: only where that already lets others in.
+    const others = mode & 0o007;
+    try {
+      if ((statSync(from).mode & others) !== others) throw new Error('copy instead');
+      linkSync(from, to);
+    } catch {
+      copyFileSync(from, to);
+      chmodSync(to, mode);
+    }
+    return to;
+  };
+  // The addon beside the plugin, as installed: the plugin loads it from its own directory.
+  place(NATIVE_CALL, basename(NATIVE_CALL), 0o644);
+  return { dir, plugin: place(plugin, basename(plugin), 0o755) };
+}
+
 export async function runPluginProcess(call: PluginCall): Promise<PluginRun> {
   await bundlesReady();
   const plugin = PLUGIN_EXE; // the shipped executable
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
   for (const [k, v] of Object.entries(call.env)) if (v !== undefined) env[k] = v;
-  const [cmd, args] = call.asNobody
-    ? ['setpriv', ['--reuid=65534', '--regid=65534', call.nobodyGroups?.length ? `--groups=${call.nobodyGroups.join(',')}` : '--clear-groups', plugin]]
+  const nobody = call.asNobody ? filesForNobody(plugin) : undefined;
+  const [cmd, args] = nobody
+    ? ['setpriv', ['--reuid=65534', '--regid=65534', call.nobodyGroups?.length ? `--groups=${call.nobodyGroups.join(',')}` : '--clear-groups', nobody.plugin]]
     : [plugin, []];
   const startedAt = performance.now();
   return new Promise((resolve, reject) => {
@@ -75,11 +106,13 @@ export async function runPluginProcess(call: PluginCall): Promise<PluginRun> {
     child.on('error', (err) => {
       clearTimeout(timer);
       liveChildren.delete(child);
+      removeDir(nobody?.dir);
       reject(err);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       liveChildren.delete(child);
+      removeDir(nobody?.dir);
       const endedAt = performance.now();
       let json: unknown;
       try {

@@ -1,0 +1,71 @@
+// `npm test`'s pretest step: are the Debian packages in scripts/test-packages.txt installed?
+// As root it installs the missing ones with apt; otherwise it names them and how to install them,
+// and the tests go on (each suite then skips, or under CI=true fails, on what it lacks).
+// The parsing and the decision are pure functions, tested in test/scripts/test-prereqs.test.ts.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PACKAGE_LIST = join(dirname(fileURLToPath(import.meta.url)), 'test-packages.txt');
+
+/** Package names from the list's text: one a line, `#` starts a comment. */
+export function parsePackageList(text) {
+  return text
+    .split('\n')
+    .map((line) => line.replace(/#.*/, '').trim())
+    .filter((line) => line !== '');
+}
+
+/**
+ * The packages of `wanted` that dpkg does not report installed. `status` is the output of
+ * `dpkg-query -W -f='${Package} ${db:Status-Status}\n' PKG...`: one `name status` a line, and no
+ * line for a package dpkg has never heard of.
+ */
+export function missingPackages(wanted, status) {
+  const installed = new Set();
+  for (const line of status.split('\n')) {
+    const [name, state] = line.trim().split(/\s+/);
+    // Multi-arch packages are listed as name:arch.
+    if (state === 'installed') installed.add(name.replace(/:.*/, ''));
+  }
+  return wanted.filter((pkg) => !installed.has(pkg));
+}
+
+/** What to tell someone who is not root, given the missing packages. */
+export function installAdvice(missing) {
+  return (
+    `npm test: missing Debian packages the tests need: ${missing.join(' ')}\n` +
+    `  install them with: sudo ./install.sh   (or: sudo apt-get install ${missing.join(' ')})\n` +
+    `  without them the suites that need them are skipped (under CI=true they fail)`
+  );
+}
+
+const APT = ['-y', '-qq', '-o', 'DPkg::Lock::Timeout=600', '--no-install-recommends'];
+
+function main() {
+  const wanted = parsePackageList(readFileSync(PACKAGE_LIST, 'utf8'));
+  const q = spawnSync('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\n', ...wanted], { encoding: 'utf8' });
+  if (q.error) {
+    console.warn(`npm test: cannot check for the test prerequisites (dpkg-query: ${q.error.message}); on Debian they are: ${wanted.join(' ')}`);
+    return 0;
+  }
+  const missing = missingPackages(wanted, q.stdout);
+  if (missing.length === 0) return 0;
+  if (process.getuid?.() !== 0) {
+    console.warn(installAdvice(missing));
+    return 0;
+  }
+  console.log(`npm test: installing the missing test prerequisites with apt: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq', '-o', 'DPkg::Lock::Timeout=600'], ['install', ...APT, ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env });
+    if (r.error || r.status !== 0) {
+      console.error(`npm test: apt-get ${args[0]} failed (${r.error?.message ?? `exit ${r.status}`}); install by hand: apt-get install ${missing.join(' ')}`);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) process.exitCode = main();
