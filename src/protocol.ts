@@ -28,6 +28,19 @@ export interface StatusResponse {
   readonly msg?: string;
 }
 
+/** The Kubernetes integration's state, as health reports it. */
+export interface KubernetesHealth {
+  readonly server: string;
+  readonly node: string;
+  /** Why releases are paused (API unreachable, watch behind), or null. */
+  readonly fenced: string | null;
+  readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
+  /** StatefulSet holds released since start. */
+  readonly released: number;
+  /** Re-pinned StatefulSet IPs that wait for a running pod. */
+  readonly refused: readonly string[];
+}
+
 export interface HealthResponse {
   readonly ok: true;
   readonly version: string;
@@ -46,17 +59,7 @@ export interface HealthResponse {
   /** Per netns directory the leases name: whether reservoird sees it (it reclaims only where it does). */
   readonly netns: ReadonlyArray<{ readonly root: string; readonly visible: boolean; readonly why: string }>;
   /** The Kubernetes integration, or null when it is off. */
-  readonly kubernetes: {
-    readonly server: string;
-    readonly node: string;
-    /** Why releases are paused (API unreachable, watch behind), or null. */
-    readonly fenced: string | null;
-    readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
-    /** StatefulSet holds released since start. */
-    readonly released: number;
-    /** Re-pinned StatefulSet IPs that wait for a running pod. */
-    readonly refused: readonly string[];
-  } | null;
+  readonly kubernetes: KubernetesHealth | null;
   /** Networks whose latest differing ADD carried another config than their config file (see `usage`). */
   readonly staleConfigs: number;
   /** Leases that no longer fit their network's config (see `reservoirctl misfits`). */

@@ -5,6 +5,7 @@
 // Every release is decided on a fresh read from the API, never on the cache alone.
 import { formatValue } from '../../src/address.js';
 import type { CniInvocation } from '../../src/invocation.js';
+import type { KubernetesHealth } from '../../src/protocol.js';
 import type { Ledger } from '../ledger.js';
 import type { Logger } from '../log.js';
 import type { RunUnit } from '../reconciler.js';
@@ -26,16 +27,8 @@ export interface KubeOptions extends KubeConnection {
 export const DEFAULT_ADD_BOUND_MS = 1_000;
 const READ_BOUND_MS = 10_000;
 
-export interface KubeHealth {
-  readonly server: string;
-  readonly node: string;
-  /** Why releases are paused, or null. */
-  readonly fenced: string | null;
-  readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
-  readonly released: number;
-  /** Re-pinned IPs that wait for a running pod. */
-  readonly refused: readonly string[];
-}
+/** What health shows of the integration: the wire protocol's shape. */
+export type KubeHealth = KubernetesHealth;
 
 class Timeout extends Error {}
 
