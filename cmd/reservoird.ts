@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     historyMaxAgeMs: flags.historyMaxAgeMs,
     historyMaxEvents: flags.historyMaxEvents,
     kube: flags.kube,
+    etcd: flags.etcd,
     installCni: flags.installCni === undefined ? undefined : { fromDir: flags.installCni, binDir: flags.cniBinDir },
     installConflist: flags.installConflist,
     log,

@@ -22,6 +22,12 @@ import { type StatusServer, createStatusServer } from './status-http.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 import { WriteQueue } from './write-queue.js';
+import { Cluster } from './cluster/cluster.js';
+import { ClusterService } from './cluster/cluster-service.js';
+import { connectEtcd } from './cluster/etcd-kv.js';
+import type { EtcdOptions, Kv } from './cluster/kv.js';
+import { RoutingStore } from './cluster/routing-store.js';
+import { Units } from './units.js';
 
 export const VERSION = '0.1.0';
 export const DEFAULT_RECLAIM_GRACE_MS = 60_000;
@@ -56,6 +62,10 @@ export interface DaemonOptions {
   readonly installCni?: { readonly fromDir: string; readonly binDir: string } | undefined;
   /** Install this conflist into cniConfDir once serving (reservoird --install-conflist). */
   readonly installConflist?: string | undefined;
+  /** etcd for cluster networks (reservoird --etcd-*); undefined: node networks only. */
+  readonly etcd?: EtcdOptions | undefined;
+  /** Tests: the etcd connection to use instead of one made from `etcd`. */
+  readonly kv?: Kv | undefined;
 }
 
 export interface Daemon {
@@ -64,6 +74,9 @@ export interface Daemon {
   readonly cni: CniService;
   readonly operator: OperatorService;
   readonly queue: WriteQueue;
+  readonly units: Units;
+  /** Cluster networks (etcd), when on. */
+  readonly cluster: ClusterService | undefined;
   readonly reconciler: NetnsReconciler | undefined;
   readonly ledger: Ledger;
   readonly metrics: Metrics;
@@ -85,9 +98,34 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   if (options.installConflist && !options.cniConfDir) throw new InstallError('installConflist needs a cniConfDir to install into');
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
-  const store = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
+  const sqlite = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
   await removeLeftoverBackups(options.stateDir).catch((err: unknown) => log.warn('could not remove leftover backup copies', { error: String(err) }));
-  const ledger = new Ledger(store, options.nodeName ?? hostname(), now);
+  const node = options.nodeName ?? hostname();
+  // Cluster networks read from a copy of etcd and write through it (cluster/); without etcd the
+  // services get the SQLite store itself, with nothing in between.
+  let cluster: Cluster | undefined;
+  let routing: RoutingStore | undefined;
+  let store: Store = sqlite;
+  if (options.etcd || options.kv) {
+    try {
+      const kv = options.kv ?? (await connectEtcd(options.etcd!));
+      cluster = new Cluster(
+        kv,
+        options.etcd ?? { endpoints: [], prefix: '/reservoir' },
+        sqlite,
+        (mirror) => (routing = new RoutingStore(sqlite, mirror, node)),
+        log,
+        node,
+        (network) => ledger.recount(network),
+        options.nativeBinding,
+      );
+      store = routing!;
+    } catch (err) {
+      sqlite.close();
+      throw err;
+    }
+  }
+  const ledger = new Ledger(store, node, now);
   const rules = new ReservedRules(store);
   const networks = new Networks(store, log, rules, (network) => ledger.reservedChanged(network));
   // Without a config directory no file governs a network (one that did when the daemon last ran is learned from requests now).
@@ -97,7 +135,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const cni = new CniService(store, networks, ledger, log, netns, now);
   const operator = new OperatorService(store, networks, ledger, rules, log, now);
   const metrics = new Metrics(ledger, () => operator.usage(undefined));
-  const queue = new WriteQueue(store, undefined, undefined, (seconds) => metrics.commit(seconds));
+  const queue = new WriteQueue(sqlite, undefined, undefined, (seconds) => metrics.commit(seconds));
+  const units = new Units(queue, cluster && { units: cluster.units, routing: routing! });
+  const clusterService = cluster && new ClusterService(cluster, store, cni, ledger, log, options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS, now);
 
   const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
   let kube: KubeIntegration | undefined;
@@ -107,7 +147,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     store.close();
     throw err;
   }
-  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now, kube && (() => kube!.podPresence())) : undefined;
+  const reconciler = graceMs > 0 ? new NetnsReconciler(store, networks, cni, log, netns, graceMs, now, kube && (() => kube!.podPresence()), node) : undefined;
   const historyMaxAgeMs = options.historyMaxAgeMs ?? DEFAULT_HISTORY_DAYS * 86_400_000;
   const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_EVENTS;
   const pruneHistory = async (): Promise<number> => {
@@ -121,7 +161,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const server = createApiServer({
     cni,
     operator,
-    queue,
+    units,
     store,
     log,
     version: VERSION,
@@ -130,6 +170,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     netns: () => netns.roots(),
     metrics,
     kube,
+    cluster: clusterService,
   });
 
   const socketDirectory = await prepareSocketPath(options.socket);
@@ -175,12 +216,25 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     log.info('status page listening', { address: typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address) });
   }
 
-  kube?.begin((fn) => queue.run(fn));
-  const stopWatching = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, queue, log, now) : () => undefined;
+  const run = <T>(fn: () => T, network?: string) => units.run(network, fn);
+  kube?.begin(run);
+  const configDir = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, units, log, now) : undefined;
+  const stopWatching = () => configDir?.stop();
+  if (cluster && clusterService) {
+    cluster.onLoaded = () => {
+      ledger.load([...cluster.mirror.networks]);
+      configDir?.rescan(); // a cluster network's file waited for etcd
+      void clusterService.afterLoad();
+    };
+    await cluster.start();
+  }
   let reconciling = false;
   let pruning = false;
   const sweep = setInterval(() => {
-    queue.run(() => operator.expireHolds()).catch((err: unknown) => log.error('hold expiry failed', { error: String(err) }));
+    for (const name of networks.names()) {
+      units.run(name, () => operator.expireHolds(name)).catch((err: unknown) => log.error('hold expiry failed', { network: name, error: String(err) }));
+    }
+    if (cluster?.health().connected && clusterService) void clusterService.afterLoad();
     if (!pruning) {
       pruning = true;
       pruneHistory()
@@ -192,7 +246,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (reconciler && !reconciling) {
       reconciling = true;
       reconciler
-        .sweep((fn) => queue.run(fn))
+        .sweep(run)
         .catch((err: unknown) => log.error('reconcile failed', { error: String(err) }))
         .finally(() => {
           reconciling = false;
@@ -208,6 +262,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     cni,
     operator,
     queue,
+    units,
+    cluster: clusterService,
     reconciler,
     ledger,
     metrics,
@@ -223,6 +279,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await cluster?.close();
       store.close();
     },
   };

@@ -87,6 +87,12 @@ export class CniService {
               continue;
             }
           }
+          if (hold.containerId !== null && hold.node && hold.node !== this.ledger.node) {
+            // A cluster network: the app is still attached on another node; only that node (or the operator) can let go.
+            const message = `stateful app ${inv.app} still holds ${formatValue(hold.family, hold.ip)} in ${describeLease(hold)}; DEL that container on node ${hold.node} first (if that node is gone: reservoirctl release --node ${hold.node})`;
+            this.ledger.refuse(inv.network, 'in_use', [{ family: hold.family, ip: hold.ip, holder: describeLease(hold) }], requesterOf(inv), message);
+            throw new ReservoirError('IP_IN_USE', message);
+          }
           if (hold.containerId !== null) {
             // Two live containers must never share the IP: take it over only from a container
             // whose network namespace is gone (it died without DEL), never on a guess.

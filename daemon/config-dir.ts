@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { asReservoirError } from '../src/errors.js';
 import type { Logger } from './log.js';
 import type { Networks } from './networks.js';
-import type { WriteQueue } from './write-queue.js';
+import type { Units } from './units.js';
 
 export const PLUGIN_TYPE = 'reservoir';
 const CONFIG_FILE = /\.(conf|conflist|json)$/;
@@ -25,7 +25,7 @@ export function reservoirNetworksIn(text: string): Array<{ name: string; ipam: R
   return found;
 }
 
-export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue, log: Logger, now: () => number): Promise<number> {
+export function scanConfigDir(dir: string, networks: Networks, units: Units, log: Logger, now: () => number): Promise<number> {
   let files: string[];
   try {
     files = readdirSync(dir).filter((f) => CONFIG_FILE.test(f)).sort();
@@ -53,7 +53,7 @@ export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue
   }
   const registered = Promise.all(
     [...declared].map(([name, { ipam, path }]) =>
-      queue.run(() => networks.fromFile(name, ipam, path, now())).then(
+      unitOfFile(units, name, ipam, () => networks.fromFile(name, ipam, path, now())).then(
         () => 1,
         (err: unknown) => {
           log.warn('skipping invalid CNI config', { path, network: name, error: asReservoirError(err).message });
@@ -63,19 +63,31 @@ export function scanConfigDir(dir: string, networks: Networks, queue: WriteQueue
     ),
   ).then((counts) => counts.reduce<number>((a, b) => a + b, 0));
   // A file that cannot be read keeps its networks: it may be half written.
-  const forgotten = queue
-    .run(() => networks.forgetFilesExcept(new Set(declared.keys()), unreadable, now()))
+  const forgotten = units
+    .run(undefined, () => networks.forgetFilesExcept(new Set(declared.keys()), unreadable, now()))
     .catch((err: unknown) => log.warn('could not update networks whose config file is gone', { dir, error: asReservoirError(err).message }));
   return Promise.all([registered, forgotten]).then(([count]) => count);
 }
 
+/** A file's network registers in its scope: a cluster network through etcd (refused without it). */
+function unitOfFile(units: Units, name: string, ipam: Record<string, unknown>, fn: () => unknown): Promise<unknown> {
+  const scope = ipam.scope === 'cluster' ? 'cluster' : 'node';
+  try {
+    units.refuseWithoutEtcd(name, scope);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return units.run(name, fn, { scope });
+}
+
 /**
- * Scan now and on every change; returns a function that stops watching. A directory that does
+ * Scan now and on every change (and when `rescan` is called: a cluster network's file waits for
+ * etcd); returns a function that stops watching. A directory that does
  * not exist yet (or is removed) is looked for again every few seconds, so a CNI config written
  * after reservoird started is still learned.
  */
-export function watchConfigDir(dir: string, networks: Networks, queue: WriteQueue, log: Logger, now: () => number, retryMs = 2_000): () => void {
-  const rescan = () => void scanConfigDir(dir, networks, queue, log, now);
+export function watchConfigDir(dir: string, networks: Networks, units: Units, log: Logger, now: () => number, retryMs = 2_000): { stop: () => void; rescan: () => void } {
+  const rescan = () => void scanConfigDir(dir, networks, units, log, now);
   let debounce: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
   const arm = (): boolean => {
@@ -100,9 +112,12 @@ export function watchConfigDir(dir: string, networks: Networks, queue: WriteQueu
     if (!watcher && arm()) log.info('watching the CNI config directory', { dir });
   }, retryMs);
   retry.unref();
-  return () => {
-    clearInterval(retry);
-    clearTimeout(debounce);
-    watcher?.close();
+  return {
+    rescan,
+    stop: () => {
+      clearInterval(retry);
+      clearTimeout(debounce);
+      watcher?.close();
+    },
   };
 }

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET } from '../src/defaults.js';
+import { DEFAULT_ETCD_PREFIX, type EtcdOptions } from './cluster/kv.js';
 import type { Level } from './log.js';
 
 export interface DaemonFlags {
@@ -25,6 +26,8 @@ export interface DaemonFlags {
   readonly cniBinDir: string;
   /** Conflist to install into cniConfDir once the socket is served. */
   readonly installConflist: string | undefined;
+  /** etcd for cluster networks: undefined = none (a cluster network's ADD is refused). */
+  readonly etcd: EtcdOptions | undefined;
 }
 
 /** Where --http-listen serves: a host (IPv4, IPv6 or a name) and a port (0: any free one). */
@@ -44,6 +47,32 @@ export function parseHttpListen(text: string): HttpListen {
     throw new Error(`--http-listen ${text}: give ADDR:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (the status page and /metrics; read-only)`);
   }
   return { host: match[1] ?? match[2]!, port };
+}
+
+function parseEtcd(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): EtcdOptions | undefined {
+  const text = (values['etcd-endpoints'] as string | undefined) ?? env.RESERVOIR_ETCD_ENDPOINTS;
+  const file = (flag: string, envName: string): string | undefined => {
+    const path = (values[flag] as string | undefined) ?? (env[envName] || undefined);
+    if (path !== undefined && !existsSync(path)) throw new Error(`--${flag} ${path}: no such file`);
+    return path;
+  };
+  const cacert = file('etcd-cacert', 'RESERVOIR_ETCD_CACERT');
+  const cert = file('etcd-cert', 'RESERVOIR_ETCD_CERT');
+  const key = file('etcd-key', 'RESERVOIR_ETCD_KEY');
+  const prefix = (values['etcd-prefix'] as string | undefined) ?? env.RESERVOIR_ETCD_PREFIX ?? DEFAULT_ETCD_PREFIX;
+  if (text === undefined || text === '') {
+    if (cacert || cert || key || values['etcd-prefix'] !== undefined) throw new Error('--etcd-prefix, --etcd-cacert, --etcd-cert and --etcd-key need --etcd-endpoints');
+    return undefined;
+  }
+  const endpoints = text.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  for (const endpoint of endpoints) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(endpoint)) throw new Error(`--etcd-endpoints ${endpoint}: give URLs such as https://10.0.0.5:2379 (comma-separated)`);
+    if (endpoint.startsWith('https:') && !cacert) throw new Error(`--etcd-endpoints ${endpoint}: an https endpoint needs --etcd-cacert (the CA that signed etcd's certificate)`);
+  }
+  if (endpoints.length === 0) throw new Error('--etcd-endpoints: give at least one URL');
+  if ((cert === undefined) !== (key === undefined)) throw new Error('--etcd-cert and --etcd-key go together (the client certificate and its key)');
+  if (!/^\/[A-Za-z0-9._\/-]*$/.test(prefix) || prefix.includes('//')) throw new Error(`--etcd-prefix ${prefix}: give a key prefix such as /reservoir (starting with "/"; letters, digits, ".", "_", "-", "/")`);
+  return { endpoints, prefix, cacert, cert, key };
 }
 
 /** Where a pod's service account token is mounted: with KUBERNETES_SERVICE_HOST, "in cluster". */
@@ -69,6 +98,12 @@ export const USAGE = `usage: reservoird [options]
                        in a pod it is on by itself (KUBERNETES_SERVICE_HOST + service account)
   --install-cni DIR    at start, install the plugin files in DIR (the plugin and its addon)
                        into --cni-bin-dir, atomically (env RESERVOIR_INSTALL_CNI)
+  --etcd-endpoints URLS  etcd for cluster networks ("scope": "cluster"), comma-separated
+                       (env RESERVOIR_ETCD_ENDPOINTS; none: cluster networks are refused)
+  --etcd-prefix PREFIX  key prefix in etcd (default ${DEFAULT_ETCD_PREFIX}; env RESERVOIR_ETCD_PREFIX)
+  --etcd-cacert FILE   CA of etcd's certificate, for https endpoints (env RESERVOIR_ETCD_CACERT)
+  --etcd-cert FILE     client certificate (env RESERVOIR_ETCD_CERT), with
+  --etcd-key FILE      its key (env RESERVOIR_ETCD_KEY)
   --cni-bin-dir DIR    where --install-cni puts them (default /opt/cni/bin; env RESERVOIR_CNI_BIN_DIR)
   --install-conflist FILE  once the socket is served, install FILE into --cni-conf-dir,
                        atomically (env RESERVOIR_INSTALL_CONFLIST)
@@ -95,6 +130,11 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
         'install-cni': { type: 'string' },
         'cni-bin-dir': { type: 'string' },
         'install-conflist': { type: 'string' },
+        'etcd-endpoints': { type: 'string' },
+        'etcd-prefix': { type: 'string' },
+        'etcd-cacert': { type: 'string' },
+        'etcd-cert': { type: 'string' },
+        'etcd-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -125,6 +165,7 @@ export function parseDaemonFlags(argv: string[], env: NodeJS.ProcessEnv): Daemon
   const installConflist = values['install-conflist'] ?? env.RESERVOIR_INSTALL_CONFLIST;
   if (installConflist !== undefined && confDir === '') throw new Error('--install-conflist needs a --cni-conf-dir to install into');
   return {
+    etcd: parseEtcd(values, env),
     kube: kubeconfig !== undefined || inCluster ? { kubeconfig, nodeName } : undefined,
     nodeName,
     httpListen: listenText === undefined || listenText === '' ? undefined : parseHttpListen(listenText),

@@ -7,7 +7,8 @@ import type { LeaseRecord, ReservedRecord, Store } from './store.js';
 export function describeLease(lease: LeaseRecord): string {
   if (lease.containerId !== null) {
     const app = lease.app ? `, app ${lease.app} (${lease.kind})` : '';
-    return `container ${lease.containerId.slice(0, 12)} ifname ${lease.ifname}${app}`;
+    const node = lease.node ? ` on node ${lease.node}` : '';
+    return `container ${lease.containerId.slice(0, 12)} ifname ${lease.ifname}${node}${app}`;
   }
   return `stateful app ${lease.app} (held, no container attached)`;
 }

@@ -11,12 +11,13 @@ import type { HistoryEventKind, HistoryRecord, LeaseRecord, Store } from './stor
 export type Pool = 'dynamic' | 'reserved';
 export type ClaimReason = 'requested' | 'group' | 'dynamic' | 'reattached' | 'takeover';
 /** abandoned: an ADD whose caller gave up before its answer, undone (write-queue.ts). */
-export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset' | 'abandoned';
+/** orphan: a cluster lease of this node that its journal does not know (a crash between etcd's commit and the journal's). */
+export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset' | 'abandoned' | 'orphan';
 export type RefusalReason = 'lost_race' | 'in_use' | 'forbidden' | 'refused_change';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['lost_race', 'in_use', 'forbidden', 'refused_change'];
 /** Releases the daemon made by itself (no DEL, no operator): the reclaimed metric. */
-export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired', 'statefulset'];
+export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired', 'statefulset', 'orphan'];
 
 export interface PoolCounts {
   /** With a container attached. */
@@ -144,7 +145,7 @@ export class Ledger {
           detail,
         };
         const id = this.store.appendHistory(line);
-        this.store.onCommit(() => this.tell((w) => w.event?.({ ...line, id }, inEntry)));
+        this.store.onCommit(() => this.tell((w) => w.event?.({ ...line, id: this.store.historyId?.(id) ?? id }, inEntry)));
       }
       if (reserved) this.store.onCommit(() => this.tell((w) => w.refused?.(network, reason)));
     });
@@ -173,6 +174,17 @@ export class Ledger {
       counts.dynamic = { leased: leased - reserved.leased, held: held - reserved.held };
       this.tell((w) => w.changed?.(network));
     });
+  }
+
+  /**
+   * Count a network again from the store (outside a transaction): a cluster network changes by
+   * other nodes' commits too, which reach this daemon through its copy of etcd, not its ledger.
+   */
+  recount(network: string): void {
+    const all = this.store.countLeases(network);
+    const reserved = this.countReserved(network);
+    this.counts.set(network, { reserved, dynamic: { leased: all.total - all.held - reserved.leased, held: all.held - reserved.held } });
+    this.tell((w) => w.changed?.(network));
   }
 
   private countReserved(network: string): PoolCounts {
@@ -207,7 +219,7 @@ export class Ledger {
       const counts = this.mutable(lease.network)[pool];
       if (from !== undefined) counts[from]--;
       if (to !== undefined) counts[to]++;
-      this.tell((w) => w.event?.({ ...line, id }, pool === 'reserved'));
+      this.tell((w) => w.event?.({ ...line, id: this.store.historyId?.(id) ?? id }, pool === 'reserved'));
     });
   }
 

@@ -15,7 +15,7 @@ import { ReservoirError } from '../src/errors.js';
 import type { CniInvocation } from '../src/invocation.js';
 import type { Logger } from './log.js';
 import { countMisfits } from './misfits.js';
-import { configDifferences } from './network-change.js';
+import { configDifferences, rangeSetKey } from './network-change.js';
 import { describeOverlap, subnetOverlaps } from './overlaps.js';
 import type { EntryContent, ReservedRules } from './reserved-rules.js';
 import type { NetworkRecord, ReservedRecord, Store } from './store.js';
@@ -31,6 +31,12 @@ export interface StaleRequests {
 export class Networks {
   /** Per file-declared network: the last ADD config that differed from the file (in memory: it is about requests, which come again). */
   private readonly stale = new Map<string, StaleRequests & { readonly json: string }>();
+
+  /**
+   * Per cluster network: how this node's config (file or ADD) disagrees with the pools fixed in
+   * etcd, last seen. Setting it again to what a rerun of the same unit finds is harmless.
+   */
+  private readonly disagreements = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -49,6 +55,10 @@ export class Networks {
       return inv.ipam;
     }
     const json = JSON.stringify(inv.rawIpam);
+    if (inv.command === 'ADD' && stored.ipam !== json) {
+      const disagreement = this.disagree(stored, inv.ipam, 'this ADD\'s config');
+      if (disagreement) throw new ReservoirError('INVALID_CONFIG', `invalid config: ${disagreement}`);
+    }
     if (stored.file !== null) {
       if (inv.command === 'ADD') this.compareWithFile(stored, inv.rawIpam, json, now);
     } else if (inv.command === 'ADD' && stored.ipam !== json) {
@@ -65,6 +75,7 @@ export class Networks {
   fromFile(name: string, rawIpam: Record<string, unknown>, file: string, now: number): IpamConfig {
     const config = parseIpamConfigCached(rawIpam);
     const stored = this.store.getNetwork(name);
+    if (stored && stored.ipam !== JSON.stringify(rawIpam) && this.disagree(stored, config, `the config file ${file}`)) return parseIpamConfigCached(JSON.parse(stored.ipam));
     if (!stored || stored.ipam !== JSON.stringify(rawIpam) || stored.file !== file) {
       this.stale.delete(name);
       this.record(name, rawIpam, config, file, stored, now);
@@ -76,9 +87,18 @@ export class Networks {
   forgetFilesExcept(declared: ReadonlySet<string>, unreadable: ReadonlySet<string>, now: number): void {
     for (const network of this.store.listNetworks()) {
       if (network.file === null || declared.has(network.name) || unreadable.has(network.file)) continue;
+      if (this.isCluster(network)) continue; // shared: another node's file may declare it
       this.store.putNetwork(network.name, network.ipam, now, null);
       this.stale.delete(network.name);
       this.log.info('network no longer declared by a config file; learned from requests from now on', { network: network.name, file: network.file });
+    }
+  }
+
+  private isCluster(record: NetworkRecord): boolean {
+    try {
+      return parseIpamConfigCached(JSON.parse(record.ipam)).scope === 'cluster';
+    } catch {
+      return false;
     }
   }
 
@@ -96,6 +116,39 @@ export class Networks {
       );
     }
     return stored;
+  }
+
+  /** How this node's config of a cluster network disagrees with etcd's, or undefined. */
+  disagreement(name: string): string | undefined {
+    return this.disagreements.get(name);
+  }
+
+  /**
+   * A cluster network's pools are those of its first registration in etcd: a node whose config
+   * has other ranges (or another scope) is told, and never allocates from a pool of its own.
+   * Anything else in the config follows the usual rules (the file wins; else the latest ADD).
+   */
+  private disagree(stored: NetworkRecord, incoming: IpamConfig, source: string): string | undefined {
+    let current: IpamConfig;
+    try {
+      current = parseIpamConfigCached(JSON.parse(stored.ipam));
+    } catch {
+      return undefined;
+    }
+    if (current.scope !== 'cluster' && incoming.scope !== 'cluster') return undefined;
+    const pools = (config: IpamConfig) => `${config.scope} scope, ranges ${config.rangeSets.map(rangeSetKey).join(' | ')}`;
+    const fixed = pools(current);
+    const offered = pools(incoming);
+    if (fixed === offered) {
+      this.disagreements.delete(stored.name);
+      return undefined;
+    }
+    const message = `network "${stored.name}" is a cluster network whose pools were fixed when it was first registered (${fixed}); ${source} has ${offered}; make this node's config agree with the other nodes' (reservoirctl usage ${stored.name} shows what is shared)`;
+    if (this.disagreements.get(stored.name) !== message) {
+      this.disagreements.set(stored.name, message);
+      this.log.warn('a cluster network\'s config on this node disagrees with etcd; not allocating from it', { network: stored.name, problem: message });
+    }
+    return message;
   }
 
   staleRequests(name: string): StaleRequests | undefined {

@@ -304,9 +304,10 @@ export class OperatorService {
   }
 
   /** Free detached stateful holds older than their network's holdFor. Returns how many. */
-  expireHolds(): number {
+  /** Holds past their network's holdFor end (of one network, or of every network). */
+  expireHolds(only?: string): number {
     let expired = 0;
-    for (const name of this.networks.names()) {
+    for (const name of only === undefined ? this.networks.names() : [only]) {
       const config = this.networks.get(name);
       if (config.holdForMs === undefined) continue;
       for (const hold of this.store.detachedBefore(name, this.now() - config.holdForMs)) {

@@ -37,6 +37,8 @@ export class NetnsReconciler {
      * pod and its namespace are gone).
      */
     private readonly podPresence?: () => Promise<((lease: LeaseRecord) => boolean) | undefined>,
+    /** This node: a cluster network's leases of other nodes are theirs to reclaim. */
+    private readonly node?: string,
   ) {}
 
   /** One pass over every attached lease. Returns how many leases it released. */
@@ -49,8 +51,9 @@ export class NetnsReconciler {
       let after: { family: Family; ip: bigint } | undefined;
       for (;;) {
         const page = await run(() => this.store.attachedLeasesAfter(network, after, RECONCILE_PAGE));
-        const due = this.due(page, seen, podAlive);
-        if (due.length > 0) released += await run(() => this.release(network, due));
+        // A cluster network's leases of other nodes name namespaces of other machines: not ours to judge.
+        const due = this.due(page.filter((lease) => !lease.node || lease.node === this.node), seen, podAlive);
+        if (due.length > 0) released += await run(() => this.release(network, due), network);
         if (page.length < RECONCILE_PAGE) break;
         const last = page[page.length - 1]!;
         after = { family: last.family, ip: last.ip };

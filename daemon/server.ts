@@ -9,8 +9,10 @@ import { pipeline } from 'node:stream';
 import { formatValue } from '../src/address.js';
 import { DEADLINE_HEADER, MAX_BODY_BYTES } from '../src/defaults.js';
 import { ReservoirError, asReservoirError } from '../src/errors.js';
-import { type LeaseCommand, parseInvocation } from '../src/invocation.js';
+import { type CniInvocation, type LeaseCommand, parseInvocation } from '../src/invocation.js';
 import {
+  type ClusterCheckResponse,
+  type ClusterHealthView,
   HISTORY_DEFAULT,
   HISTORY_MAX,
   type HealthResponse,
@@ -20,6 +22,7 @@ import {
   type MisfitsReleaseResponse,
   PROTOCOL_VERSION,
   ROUTES,
+  type ReleaseNodeResponse,
   type ReservedChangeBody,
   type RouteName,
 } from '../src/protocol.js';
@@ -31,12 +34,12 @@ import type { Metrics } from './metrics.js';
 import type { OperatorService } from './operator-service.js';
 import { describeOverlap } from './overlaps.js';
 import type { Store } from './store.js';
-import type { WriteQueue } from './write-queue.js';
+import type { Units } from './units.js';
 
 export interface ServerDeps {
   readonly cni: CniService;
   readonly operator: OperatorService;
-  readonly queue: WriteQueue;
+  readonly units: Units;
   readonly store: Store;
   readonly log: Logger;
   readonly version: string;
@@ -49,6 +52,22 @@ export interface ServerDeps {
   readonly metrics: Metrics;
   /** The Kubernetes integration, when on. */
   readonly kube?: KubeIntegration | undefined;
+  /** Cluster networks (etcd), when on. */
+  readonly cluster?: ClusterSide | undefined;
+}
+
+/** What the API needs of the cluster side (daemon/cluster/cluster-service.ts). */
+export interface ClusterSide {
+  health(): ClusterHealthView;
+  /** DEL of a cluster network while etcd is away: the journal releases it later. */
+  delOffline(inv: CniInvocation): void;
+  check(network: string | undefined, repair: boolean): Promise<ClusterCheckResponse>;
+  releaseNode(node: string): Promise<ReleaseNodeResponse>;
+}
+
+function clusterOf(deps: ServerDeps): ClusterSide {
+  if (!deps.cluster) throw new ReservoirError('BAD_REQUEST', 'this reservoird runs without etcd (--etcd-endpoints): it has no cluster networks');
+  return deps.cluster;
 }
 
 interface Call {
@@ -199,7 +218,7 @@ function pageLimit(query: URLSearchParams): number {
 }
 
 export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
-  const { cni, operator, queue, store, metrics } = deps;
+  const { cni, operator, units, store, metrics } = deps;
   let backups = 0;
   return {
     cniAdd: timed(metrics, 'ADD', async ({ body, deadline }) => {
@@ -207,23 +226,27 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       const inv = deps.kube ? await deps.kube.admit(plain, (annotations) => cniInvocation('ADD', body, annotations)) : plain;
       // A plugin that gave up reported "try again later": the queue neither starts an ADD past
       // its deadline nor lets one committed past it stand (write-queue.ts).
-      return queue.run(() => cni.addUndoable(inv), { deadline, undo: (added) => added.undo() }).then(({ result }) => ({ result }));
+      units.refuseWithoutEtcd(inv.network, inv.ipam.scope);
+      return units
+        .run(inv.network, () => cni.addUndoable(inv), { deadline, undo: (added) => added.undo(), scope: inv.ipam.scope })
+        .then(({ result }) => ({ result }));
     }),
-    cniDel: timed(metrics, 'DEL', ({ body }) => {
+    cniDel: timed(metrics, 'DEL', ({ body, deadline }) => {
       const inv = cniInvocation('DEL', body);
-      return queue.run(() => (cni.del(inv), {}));
+      // A cluster network's DEL succeeds while etcd is away: the journal takes it (cluster/journal.ts).
+      return units.run(inv.network, () => (cni.del(inv), {}), { deadline, offline: () => (deps.cluster?.delOffline(inv), {}) });
     }),
-    cniCheck: timed(metrics, 'CHECK', ({ body }) => {
+    cniCheck: timed(metrics, 'CHECK', ({ body, deadline }) => {
       const inv = cniInvocation('CHECK', body);
-      return queue.run(() => (cni.check(inv), {}));
+      return units.run(inv.network, () => (cni.check(inv), {}), { deadline, offline: () => (cni.check(inv), {}) });
     }),
     cniGc: timed(metrics, 'GC', ({ body }) => {
       const inv = cniInvocation('GC', body);
-      return cni.gc(inv, (fn) => queue.run(fn));
+      return cni.gc(inv, (fn) => units.run(inv.network, fn));
     }),
     cniStatus: timed(metrics, 'STATUS', ({ body }) => {
       const inv = cniInvocation('STATUS', body);
-      return queue.run(() => cni.status(inv));
+      return units.run(inv.network, () => cni.status(inv), { offline: () => cni.status(inv) });
     }),
     health: () => {
       const counts = store.countLeases(undefined);
@@ -235,7 +258,8 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
         networks: store.listNetworks().length,
         leases: counts.total,
-        batches: queue.stats,
+        batches: units.stats,
+        cluster: deps.cluster?.health() ?? null,
         reclaimed: deps.reclaimed(),
         netns: deps.netns(),
         kubernetes: deps.kube?.health() ?? null,
@@ -248,22 +272,22 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
     reservedList: ({ params, query }) => operator.reservedList(params.network!, filterOf(query)),
     reservedAdd: ({ params, body }) => {
       const change = reservedChange(body);
-      return queue.run(() => operator.reservedAdd(params.network!, change));
+      return units.run(params.network!, () => operator.reservedAdd(params.network!, change));
     },
     reservedSet: ({ params, body }) => {
       const change = reservedChange(body);
-      return queue.run(() => operator.reservedSet(params.network!, change));
+      return units.run(params.network!, () => operator.reservedSet(params.network!, change));
     },
     reservedRemove: ({ params, query }) => {
       const entry = query.get('entry');
       if (!entry) throw new ReservoirError('BAD_REQUEST', 'give the entry to remove as ?entry=');
-      return queue.run(() => operator.reservedRemove(params.network!, entry));
+      return units.run(params.network!, () => operator.reservedRemove(params.network!, entry));
     },
     release: ({ body }) => {
       const obj = objectBody(body);
       const network = stringField(obj, 'network')!;
       const app = stringField(obj, 'app')!;
-      return queue.run(() => operator.release(network, app));
+      return units.run(network, () => operator.release(network, app));
     },
     history: ({ params, query }) => ({ events: operator.history(params.network!, query.get('ip') ?? undefined, historyLimit(query)) }),
     metrics: async () => {
@@ -276,7 +300,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       const ips: string[] = [];
       let released = 0;
       for (;;) {
-        const page = await queue.run(() => operator.releaseMisfits(params.network!, MISFITS_PAGE));
+        const page = await units.run(params.network!, () => operator.releaseMisfits(params.network!, MISFITS_PAGE));
         released += page.length;
         for (const lease of page) if (ips.length < MISFITS_LISTED) ips.push(formatValue(lease.family, lease.ip));
         if (page.length > 0) deps.log.info('released leases that no longer fit the network', { network: params.network, released: page.length, by: 'operator' });
@@ -284,6 +308,9 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       }
       return { network: params.network!, released, ips } satisfies MisfitsReleaseResponse;
     },
+    clusterCheck: ({ query }) => clusterOf(deps).check(query.get('network') ?? undefined, false),
+    clusterRepair: ({ body }) => clusterOf(deps).check(body === undefined || body === null ? undefined : stringField(objectBody(body), 'network', true), true),
+    releaseNode: ({ params }) => clusterOf(deps).releaseNode(params.node!),
     backup: async () => {
       const path = join(deps.stateDir, `${BACKUP_PREFIX}${process.pid}-${++backups}.db`);
       await store.backupTo(path);

@@ -131,6 +131,34 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE networks ADD COLUMN file TEXT;
   ALTER TABLE networks ADD COLUMN reserved_conflicts TEXT NOT NULL DEFAULT '[]';
   `,
+  // 6: the node of a lease's holder. NULL: this node (a node-scope network); set for the leases of
+  // cluster networks, which the in-memory mirror of etcd (daemon/cluster/) keeps in this schema.
+  // The cluster journal (daemon/cluster/journal.ts): this node's attachments in cluster networks,
+  // as etcd holds them, so DEL and CHECK work while etcd is away; and the outbox of changes to
+  // etcd still owed (a DEL taken while etcd was away, an ADD whose outcome is unknown to undo).
+  `
+  ALTER TABLE leases ADD COLUMN node TEXT;
+  CREATE TABLE cluster_attachments (
+    network TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    ip TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    lease TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('attached', 'releasing', 'conflict')),
+    detail TEXT,
+    PRIMARY KEY (network, family, ip)
+  ) WITHOUT ROWID;
+  CREATE INDEX cluster_attachments_by_attachment ON cluster_attachments (network, container_id, ifname);
+  CREATE TABLE cluster_outbox (
+    key TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    network TEXT NOT NULL,
+    revert_to TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (key, unit)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -149,6 +177,7 @@ interface LeaseRow {
   pod_uid: string | null;
   owner_uid: string | null;
   ordinal: number | null;
+  node: string | null;
 }
 
 interface ReservedRow {
@@ -201,7 +230,7 @@ function toHistory(row: HistoryRow): HistoryRecord {
 }
 
 const NETWORK_COLUMNS = 'name, ipam, file, reserved_conflicts, updated_at';
-const LEASE_COLUMNS = 'network, family, ip, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal';
+const LEASE_COLUMNS = 'network, family, ip, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal, node';
 
 function toLease(row: LeaseRow): LeaseRecord {
   return {
@@ -218,6 +247,7 @@ function toLease(row: LeaseRow): LeaseRecord {
     podUid: row.pod_uid,
     ownerUid: row.owner_uid,
     ordinal: row.ordinal,
+    node: row.node,
   };
 }
 
@@ -519,6 +549,7 @@ export class SqliteStore implements Store {
       lease.podUid ?? null,
       lease.ownerUid ?? null,
       lease.ordinal ?? null,
+      lease.node ?? null,
     );
     this.markOccupied(lease.network, lease.family, lease.ip);
   }
@@ -687,6 +718,11 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
   }
 
+  /** The connection, for tables that commit with this file's transactions (daemon/cluster/journal.ts). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   /** Keep `occupied` as maximal runs: merge x with the runs ending at x-1 and starting at x+1. */
   private markOccupied(network: string, family: Family, x: bigint): void {
     const left = this.occupiedCovering(network, family, x - 1n);
@@ -781,7 +817,7 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND container_id IS NOT NULL AND (family, ip) > (?, ?) ORDER BY family, ip LIMIT ?`,
     ),
     detachedBefore: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE network = ? AND detached_at IS NOT NULL AND detached_at < ?`),
-    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertLease: db.prepare(`INSERT INTO leases (${LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     bindLease: db.prepare('UPDATE leases SET pod_uid = ?, owner_uid = ?, ordinal = ? WHERE network = ? AND family = ? AND ip = ?'),
     leasesOfOwner: db.prepare(`SELECT ${LEASE_COLUMNS} FROM leases WHERE owner_uid = ? ORDER BY network, family, ip`),
     putStatefulSet: db.prepare(

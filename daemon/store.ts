@@ -22,6 +22,8 @@ export interface LeaseRecord {
   /** Kubernetes: the UID of the StatefulSet whose pod holds this IP, and the pod's ordinal. */
   readonly ownerUid?: string | null;
   readonly ordinal?: number | null;
+  /** Cluster networks: the node of the holder (null or absent: this node, a node-scope network). */
+  readonly node?: string | null;
 }
 
 /** Who holds a lease in Kubernetes terms (LeaseRecord's podUid, ownerUid, ordinal). */
@@ -171,6 +173,11 @@ export interface Store {
 
   /** Append an event; returns its id. */
   appendHistory(event: Omit<HistoryRecord, 'id'>): number;
+  /**
+   * The id an appended event has once committed, where appendHistory could only give a stand-in
+   * (a cluster unit writes its history after etcd's commit); absent: ids are final at once.
+   */
+  historyId?(id: number): number;
   /**
    * The last `limit` events (before id `before`, when given) of a network, or of one of its IPs,
    * or of every network when network is undefined; oldest first.

@@ -16,8 +16,11 @@
 import { ReservoirError } from '../src/errors.js';
 import type { Store } from './store.js';
 
-/** Runs a unit of store work in turn with everything else (the daemon's write queue). */
-export type RunUnit = <T>(fn: () => T) => Promise<T>;
+/**
+ * Runs a unit of store work in turn with everything else: the daemon's write queue, or, for a
+ * unit about one cluster network (`network`), that network's etcd batches (daemon/units.ts).
+ */
+export type RunUnit = <T>(fn: () => T, network?: string) => Promise<T>;
 
 export interface UnitOptions<T> {
   /** Epoch ms (Date.now) after which the caller no longer waits for the answer. */

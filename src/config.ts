@@ -1,6 +1,6 @@
 // The IPAM configuration: raw JSON in, a normalized typed config out, in one pass. Nothing after
 // this module looks at raw JSON. Keys and defaults follow host-local, so an operator switches by
-// changing "type"; our own keys are `socket`, `timeout`, `reserved` (with per-entry `namespaces`), `defaultKind`, `holdFor`.
+// changing "type"; our own keys are `socket`, `timeout`, `reserved` (with per-entry `namespaces`), `defaultKind`, `holdFor`, `scope`.
 import {
   AddressSyntaxError,
   type Cidr,
@@ -62,7 +62,11 @@ export interface IpamConfig {
   readonly defaultKind: AppKind;
   /** How long a detached stateful hold survives; undefined = until released. */
   readonly holdForMs: number | undefined;
+  /** "node": this node's daemon alone (SQLite); "cluster": shared by every daemon on the same etcd. */
+  readonly scope: NetworkScope;
 }
+
+export type NetworkScope = 'node' | 'cluster';
 
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const GROUP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -131,7 +135,13 @@ export function parseIpamConfig(raw: unknown): IpamConfig {
     timeoutMs: ipam.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(ipam.timeout, 'ipam.timeout', MIN_TIMEOUT_MS, MAX_TIMEOUT_MS),
     defaultKind: parseKind(ipam.defaultKind ?? 'stateless', 'ipam.defaultKind'),
     holdForMs: ipam.holdFor === undefined ? undefined : parseDuration(ipam.holdFor, 'ipam.holdFor', 1_000, 10 * 365 * 86_400_000),
+    scope: parseScope(ipam.scope),
   };
+}
+
+function parseScope(value: unknown): NetworkScope {
+  if (value === undefined || value === 'node' || value === 'cluster') return value ?? 'node';
+  throw configError('ipam.scope', `${show(value)} is not a scope; use "node" (this node's daemon, the default) or "cluster" (shared through etcd by every node)`);
 }
 
 export function parseKind(value: unknown, field: string): AppKind {

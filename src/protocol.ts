@@ -60,12 +60,64 @@ export interface HealthResponse {
   readonly netns: ReadonlyArray<{ readonly root: string; readonly visible: boolean; readonly why: string }>;
   /** The Kubernetes integration, or null when it is off. */
   readonly kubernetes: KubernetesHealth | null;
+  /** etcd for cluster networks, or null when the daemon runs without it. */
+  readonly cluster: ClusterHealthView | null;
   /** Networks whose latest differing ADD carried another config than their config file (see `usage`). */
   readonly staleConfigs: number;
   /** Leases that no longer fit their network's config (see `reservoirctl misfits`). */
   readonly misfits: number;
   /** Things an operator should know about (subnets shared by differently named networks). */
   readonly warnings: readonly string[];
+}
+
+export interface ClusterHealthView {
+  readonly node: string;
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  /** Whether this daemon follows etcd now (its copy is current). */
+  readonly connected: boolean;
+  /** The etcd revision its copy has reached. */
+  readonly revision: number;
+  /** Why it is not connected, if it is not. */
+  readonly lastError: string | null;
+  /** Changes etcd is still owed (releases taken while it was away, undos of unconfirmed transactions). */
+  readonly owed: number;
+  /** This node's attachments in cluster networks, by the journal: attached, releasing (owed), in conflict. */
+  readonly journal: { readonly attached: number; readonly releasing: number; readonly conflict: number };
+  /** Batches run, units they carried, etcd transactions, those that lost a race, had an unknown outcome, or found etcd unreachable. */
+  readonly stats: { readonly batches: number; readonly units: number; readonly txns: number; readonly conflicts: number; readonly unknown: number; readonly unavailable: number };
+}
+
+/** One finding of `reservoirctl check`: an IP, who holds it (by etcd, or by the journal), where, and what is wrong. */
+export interface ClusterCheckItem {
+  readonly network: string;
+  readonly ip: string;
+  readonly holder: string;
+  readonly node: string;
+  readonly problem: string;
+}
+
+/** GET (compare) or POST (compare and repair) /v1/cluster/check: this node's journal against etcd. */
+export interface ClusterCheckResponse {
+  readonly node: string;
+  /** etcd gives an IP to a container of this node that the journal does not know. */
+  readonly orphans: readonly ClusterCheckItem[];
+  /** The journal knows an attachment that etcd has no claim for. */
+  readonly lost: readonly ClusterCheckItem[];
+  /** etcd gives the journal's IP to another holder. */
+  readonly conflicts: readonly ClusterCheckItem[];
+  /** Changes etcd is still owed. */
+  readonly owed: number;
+  readonly repaired: boolean;
+}
+
+/** POST /v1/cluster/nodes/{node}/release: a node that is gone; its attachments end. */
+export interface ReleaseNodeResponse {
+  readonly node: string;
+  /** Stateless leases released. */
+  readonly released: number;
+  /** Stateful IPs detached: held by their apps for the next pod, on any node. */
+  readonly held: number;
 }
 
 export type ReservedState = 'free' | 'leased' | 'held';
@@ -298,6 +350,9 @@ export const ROUTES = {
   backup: { method: 'GET', path: '/v1/backup' },
   history: { method: 'GET', path: '/v1/networks/:network/history' },
   metrics: { method: 'GET', path: '/metrics' },
+  clusterCheck: { method: 'GET', path: '/v1/cluster/check' },
+  clusterRepair: { method: 'POST', path: '/v1/cluster/check' },
+  releaseNode: { method: 'POST', path: '/v1/cluster/nodes/:node/release' },
 } as const;
 
 /**

@@ -234,20 +234,29 @@ export class KubeIntegration {
         continue;
       }
       if (this.fence()) return;
-      const done = await run(() => {
-        const decision = decideHolds(record, current, this.store.leasesOfOwner(record.uid), this.now());
-        const released: LeaseRecord[] = [];
-        for (const hold of decision.release) {
-          const current = this.store.leaseAt(hold.network, hold.family, hold.ip);
-          // Only what is still as decided on: an ADD may have attached it meanwhile.
-          if (!current || current.containerId !== null || current.ownerUid !== record.uid || current.app !== hold.app) continue;
-          this.ledger.remove(current, 'statefulset');
-          released.push(hold);
-        }
+      const decision = await run(() => decideHolds(record, current, this.store.leasesOfOwner(record.uid), this.now()));
+      const released: LeaseRecord[] = [];
+      // One unit per network: a cluster network's holds are released through etcd (RunUnit).
+      for (const network of new Set(decision.release.map((hold) => hold.network))) {
+        released.push(
+          ...(await run(() => {
+            const gone: LeaseRecord[] = [];
+            for (const hold of decision.release.filter((h) => h.network === network)) {
+              const current = this.store.leaseAt(hold.network, hold.family, hold.ip);
+              // Only what is still as decided on: an ADD may have attached it meanwhile.
+              if (!current || current.containerId !== null || current.ownerUid !== record.uid || current.app !== hold.app) continue;
+              this.ledger.remove(current, 'statefulset');
+              gone.push(hold);
+            }
+            return gone;
+          }, network)),
+        );
+      }
+      await run(() => {
         if (decision.record) this.store.putStatefulSet(decision.record);
         else this.store.deleteStatefulSet(record.uid);
-        return { released, decision };
       });
+      const done = { released, decision };
       refused.push(...done.decision.refused);
       this.released += done.released.length;
       for (const hold of done.released) {

@@ -1,0 +1,164 @@
+// This daemon's copy of the cluster networks in etcd: every key under the layout's root, with
+// its revisions, and the same records in an in-memory SQLite store of the daemon's own schema,
+// so the services read a cluster network exactly as they read a node network (the allocator's
+// probes stay local: no round trip per candidate address). The copy follows etcd by a watch and
+// by the transactions this daemon commits; a unit's compares carry the revisions it saw, so a
+// stale copy can only make a transaction fail and run again, never grant what etcd has not.
+import { SqliteStore } from '../sqlite-store.js';
+import type { LeaseRecord, ReservedRecord } from '../store.js';
+import { type ClusterKey, type KeyLayout, decodeLease, decodeNetwork, decodeReserved } from './keys.js';
+import type { KvEntry } from './kv.js';
+
+export interface MirrorEntry {
+  readonly value: string;
+  readonly modRevision: number;
+  readonly createRevision: number;
+}
+
+export class Mirror {
+  /** The records of the cluster networks (in memory; rebuilt by reload). */
+  store: SqliteStore;
+  /** Every key under the root, as last seen. */
+  private readonly entries = new Map<string, MirrorEntry>();
+  /** Deleted keys and the revision of their deletion, until the watch has passed it. */
+  private readonly tombstones = new Map<string, number>();
+  /** The revision up to which the watch has delivered everything. */
+  watched = 0;
+  /** Whether the copy was ever loaded from etcd (a daemon started with etcd away has only its journal). */
+  loaded = false;
+  /** Cluster networks seen in etcd, and those only the journal knows of yet. */
+  readonly networks = new Set<string>();
+
+  constructor(
+    readonly layout: KeyLayout,
+    private readonly nativeBinding: string | object | undefined,
+    /** Told of every network whose records changed (the ledger recounts it). */
+    private readonly changed: (network: string) => void = () => undefined,
+  ) {
+    this.store = this.fresh();
+  }
+
+  private fresh(): SqliteStore {
+    return SqliteStore.open({ path: ':memory:', ...(this.nativeBinding ? { nativeBinding: this.nativeBinding } : {}) });
+  }
+
+  entry(key: string): MirrorEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  /** Keys under a prefix, with their entries. */
+  *under(prefix: string): Iterable<[string, MirrorEntry]> {
+    for (const [key, entry] of this.entries) if (key.startsWith(prefix)) yield [key, entry];
+  }
+
+  /** Replace everything with a full read of etcd at `revision`. */
+  reload(entries: readonly KvEntry[], revision: number): void {
+    const old = this.store;
+    this.store = this.fresh();
+    old.close();
+    const touched = new Set(this.networks);
+    this.entries.clear();
+    this.tombstones.clear();
+    this.networks.clear();
+    this.store.transaction(() => {
+      for (const e of entries) this.put(e.key, e.value, e.modRevision, e.createRevision, touched);
+    });
+    this.watched = revision;
+    this.loaded = true;
+    for (const network of touched) this.changed(network);
+  }
+
+  /** A committed change (ours, or from the watch): applied unless something newer of that key is known. */
+  apply(changes: ReadonlyArray<{ type: 'put' | 'delete'; key: string; value: string; modRevision: number; createRevision: number }>): void {
+    const touched = new Set<string>();
+    this.store.transaction(() => {
+      for (const c of changes) {
+        const seen = this.entries.get(c.key)?.modRevision ?? this.tombstones.get(c.key) ?? 0;
+        if (c.modRevision <= seen) continue;
+        if (c.type === 'put') this.put(c.key, c.value, c.modRevision, c.createRevision, touched);
+        else this.remove(c.key, c.modRevision, touched);
+      }
+    });
+    for (const network of touched) this.changed(network);
+  }
+
+  /** The watch delivered everything up to `revision`: tombstones at or before it are no longer needed. */
+  watchedTo(revision: number): void {
+    if (revision <= this.watched) return;
+    this.watched = revision;
+    for (const [key, at] of this.tombstones) if (at <= revision) this.tombstones.delete(key);
+  }
+
+  /** The journal's leases of this node, for a daemon that starts while etcd is away (DEL and CHECK work from them). */
+  seed(leases: readonly LeaseRecord[]): void {
+    this.store.transaction(() => {
+      for (const lease of leases) {
+        this.networks.add(lease.network);
+        if (!this.store.leaseAt(lease.network, lease.family, lease.ip)) this.store.insertLease(lease);
+      }
+    });
+  }
+
+  private put(key: string, value: string, modRevision: number, createRevision: number, touched: Set<string>): void {
+    const parsed = this.layout.parse(key);
+    this.entries.set(key, { value, modRevision, createRevision });
+    this.tombstones.delete(key);
+    if (!parsed) return;
+    try {
+      this.putRecord(parsed, value, modRevision);
+    } catch {
+      // a value this daemon cannot read (a newer layout?): kept as an entry, so compares still see it
+    }
+    if (parsed.kind !== 'node') touched.add(parsed.network);
+  }
+
+  private remove(key: string, revision: number, touched: Set<string>): void {
+    const parsed = this.layout.parse(key);
+    this.entries.delete(key);
+    this.tombstones.set(key, revision);
+    if (!parsed) return;
+    if (parsed.kind === 'lease') this.store.deleteLease(parsed.network, parsed.family, parsed.ip);
+    if (parsed.kind === 'reserved') {
+      const existing = this.reservedAt(parsed.network, parsed.family, parsed.start);
+      if (existing) this.store.deleteReserved(existing.id);
+    }
+    if (parsed.kind !== 'node') touched.add(parsed.network);
+  }
+
+  private putRecord(key: ClusterKey, value: string, modRevision: number): void {
+    switch (key.kind) {
+      case 'network': {
+        const record = decodeNetwork(key.network, value);
+        this.networks.add(key.network);
+        this.store.putNetwork(key.network, record.ipam, record.updatedAt, record.file);
+        this.store.setReservedConflicts(key.network, record.reservedConflicts);
+        return;
+      }
+      case 'lease': {
+        const { unit: _unit, ...lease } = decodeLease(key.network, key.family, key.ip, value);
+        this.networks.add(key.network);
+        this.store.deleteLease(key.network, key.family, key.ip);
+        this.store.insertLease(lease);
+        return;
+      }
+      case 'reserved': {
+        const { unit: _unit, ...record } = decodeReserved(key.network, key.family, key.start, value);
+        const existing = this.reservedAt(key.network, key.family, key.start);
+        if (existing) this.store.updateReserved(existing.id, record);
+        else this.store.insertReserved(record, modRevision);
+        return;
+      }
+      case 'app':
+      case 'node':
+        return; // kept as entries only
+    }
+  }
+
+  reservedAt(network: string, family: 4 | 6, start: bigint): ReservedRecord | undefined {
+    return this.store.listReserved(network).find((r) => r.family === family && r.start === start);
+  }
+
+  close(): void {
+    this.store.close();
+  }
+}
