@@ -31,6 +31,7 @@ export function leasesTable(leases: readonly LeaseView[]): string {
     [
       { header: 'IP' },
       { header: 'NETWORK' },
+      { header: 'NODE' },
       { header: 'STATE' },
       { header: 'KIND' },
       { header: 'APP' },
@@ -42,6 +43,7 @@ export function leasesTable(leases: readonly LeaseView[]): string {
     leases.map((l) => [
       l.ip,
       l.network,
+      l.node,
       l.state,
       l.kind,
       dash(l.app),

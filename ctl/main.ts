@@ -4,6 +4,7 @@ import yargs from 'yargs';
 import { DEFAULT_SOCKET } from '../src/defaults.js';
 import { ReservoirError } from '../src/errors.js';
 import * as backup from './backup.js';
+import * as check from './check.js';
 import { CtlError, type CtlIo, EXIT_CODES, IO } from './common.js';
 import * as health from './health.js';
 import * as history from './history.js';
@@ -61,6 +62,7 @@ function buildParser(io: CtlIo) {
     .command(release)
     .command(history)
     .command(backup)
+    .command(check)
     .demandCommand(1, 'give a command: health, usage, leases, misfits, reserved, release, history or backup')
     .strict()
     .recommendCommands()

@@ -38,8 +38,8 @@ export function reservedTables(list: ReservedListResponse): string {
     list.ips.length === 0
       ? 'no reserved IPs match\n'
       : table(
-          [{ header: 'IP' }, { header: 'ENTRY' }, { header: 'GROUP' }, { header: 'STATE' }, { header: 'HOLDER' }],
-          list.ips.map((ip) => [ip.ip, ip.entry, dash(ip.group), ip.state, holder(ip)]),
+          [{ header: 'IP' }, { header: 'ENTRY' }, { header: 'GROUP' }, { header: 'STATE' }, { header: 'NODE' }, { header: 'HOLDER' }],
+          list.ips.map((ip) => [ip.ip, ip.entry, dash(ip.group), ip.state, dash(ip.node), holder(ip)]),
         );
   const truncated = list.freeTruncated ? 'more free reserved IPs exist than listed (the daemon lists a bounded number); see the SIZE and USED columns above\n' : '';
   const u = list.usage;

@@ -336,7 +336,7 @@ export class OperatorService {
       app: lease?.app ?? null,
       kind: lease?.kind ?? null,
       since: lease?.createdAt ?? null,
-      node: lease === undefined ? null : this.ledger.node,
+      node: lease === undefined ? null : (lease.node ?? this.ledger.node),
     };
   }
 
@@ -358,6 +358,7 @@ export class OperatorService {
       reserved: this.store.reservedCovering(lease.network, lease.family, lease.ip) !== undefined,
       createdAt: lease.createdAt,
       ageSeconds: Math.max(0, Math.round((now - lease.createdAt) / 1000)),
+      node: lease.node ?? this.ledger.node,
     };
     const fit = fitOf(config, lease.family, lease.ip);
     return fit.fits ? view : { ...view, misfit: fit.reason };

@@ -288,6 +288,8 @@ export interface LeaseView {
   readonly reserved: boolean;
   readonly createdAt: number;
   readonly ageSeconds: number;
+  /** The node of the holder: this daemon's for a node-scope network; in a cluster network, the node it is attached on (or last was). */
+  readonly node: string;
   /** Present when the lease no longer fits its network's config: why. */
   readonly misfit?: string;
 }

@@ -1,6 +1,7 @@
 // reservoirctl, in-process, against a real reservoird on a temp socket and a temp SQLite file.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { type Socket, createServer } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../ctl/main.js';
@@ -9,6 +10,9 @@ import { runPlugin } from '../../src/plugin.js';
 import { LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX, type LeaseView, type LeasesResponse } from '../../src/protocol.js';
 import { type InProcessDaemon, startInProcessDaemon } from '../support/daemon.js';
 import { netconf } from '../support/netconf.js';
+
+/** The daemon's node (its default: the host name), shown in the NODE column. */
+const NODE_NAME = hostname().replaceAll('.', '\\.');
 
 let dir: string;
 let socket: string;
@@ -116,8 +120,8 @@ describe('reservoirctl', () => {
     const run = await ctl('leases', 'testnet');
     expect(run.code, run.stderr).toBe(0);
     const [header, row] = run.stdout.split('\n');
-    expect(header).toMatch(/^IP\s+NETWORK\s+STATE\s+KIND\s+APP\s+CONTAINER\s+IFNAME\s+RESERVED\s+AGE$/);
-    expect(row).toMatch(new RegExp(`^10\\.77\\.0\\.\\d+\\s+testnet\\s+attached\\s+stateless\\s+-\\s+${C1.slice(0, 12)}\\s+eth0\\s+-\\s+\\d+s$`));
+    expect(header).toMatch(/^IP\s+NETWORK\s+NODE\s+STATE\s+KIND\s+APP\s+CONTAINER\s+IFNAME\s+RESERVED\s+AGE$/);
+    expect(row).toMatch(new RegExp(`^10\\.77\\.0\\.\\d+\\s+testnet\\s+${NODE_NAME}\\s+attached\\s+stateless\\s+-\\s+${C1.slice(0, 12)}\\s+eth0\\s+-\\s+\\d+s$`));
     expect(row).not.toContain(C1.slice(0, 13));
   });
 
@@ -135,9 +139,9 @@ describe('reservoirctl', () => {
     expect(entries).toMatch(/^ENTRY\s+GROUP\s+NAMESPACES\s+SIZE\s+USED\s+SOURCE\s+NOTE$/m);
     expect(entries).toMatch(/^10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+any\s+10\s+0\s+config\s+from config$/m);
     expect(entries).toMatch(/^10\.77\.0\.50\s+g1\s+any\s+1\s+1\s+operator\s+db primary$/m);
-    expect(ips).toMatch(/^IP\s+ENTRY\s+GROUP\s+STATE\s+HOLDER$/m);
-    expect(ips).toMatch(new RegExp(`^10\\.77\\.0\\.50\\s+10\\.77\\.0\\.50\\s+g1\\s+leased\\s+${C2}/eth0$`, 'm'));
-    expect(ips).toMatch(/^10\.77\.0\.20\s+10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+free\s+-$/m);
+    expect(ips).toMatch(/^IP\s+ENTRY\s+GROUP\s+STATE\s+NODE\s+HOLDER$/m);
+    expect(ips).toMatch(new RegExp(`^10\\.77\\.0\\.50\\s+10\\.77\\.0\\.50\\s+g1\\s+leased\\s+${NODE_NAME}\\s+${C2}/eth0$`, 'm'));
+    expect(ips).toMatch(/^10\.77\.0\.20\s+10\.77\.0\.20-10\.77\.0\.29\s+cfg\s+free\s+-\s+-$/m);
 
     const used = await ctl('reserved', 'list', 'testnet', '--used', '-o', 'json');
     expect(used.code).toBe(0);
@@ -201,7 +205,7 @@ describe('reservoirctl', () => {
 
     await cni('DEL', C3, STATEFUL_ARGS);
     const leases = await ctl('leases');
-    expect(leases.stdout).toMatch(new RegExp(`^${ip!.replaceAll('.', '\\.')}\\s+testnet\\s+held\\s+stateful\\s+default/db-0\\s+-\\s+-\\s+-`, 'm'));
+    expect(leases.stdout).toMatch(new RegExp(`^${ip!.replaceAll('.', '\\.')}\\s+testnet\\s+${NODE_NAME}\\s+held\\s+stateful\\s+default/db-0\\s+-\\s+-\\s+-`, 'm'));
     const usage = await ctl('usage', '-o', 'json');
     expect(JSON.parse(usage.stdout).networks[0]).toMatchObject({ held: 1 });
 
