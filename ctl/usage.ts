@@ -49,6 +49,7 @@ export function usageTable(networks: readonly UsageView[]): string {
 /** What an operator should act on: leases that no longer fit, runtimes that carry a stale config. */
 export function networkWarnings(n: UsageView): string[] {
   const warnings: string[] = [];
+  if (n.disagreement) warnings.push(`network ${n.network}: ${n.disagreement}`);
   if (n.misfits > 0) warnings.push(`network ${n.network}: ${n.misfits} lease(s) no longer fit its config; see reservoirctl misfits ${n.network}`);
   if (n.staleRequests) {
     warnings.push(

@@ -123,6 +123,7 @@ export class Ledger {
    * (commitRegardless). One history line per IP, one count.
    */
   refuse(network: string, reason: RefusalReason, ips: readonly RefusedIp[], who: Requester, detail: string): void {
+    this.store.refusalRestsOn?.(network, ips);
     this.store.commitRegardless(() => {
       // refused changes and namespace refusals are about reserved entries by definition
       let reserved = reason === 'refused_change' || reason === 'forbidden';

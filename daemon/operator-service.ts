@@ -82,6 +82,8 @@ export class OperatorService {
         misfits: countMisfits(this.store, name, config),
         configFile: record.file,
         staleRequests: stale ? { differences: stale.differences, requests: stale.requests, lastSeen: stale.lastSeen } : null,
+        scope: config.scope,
+        disagreement: this.networks.disagreement(name) ?? null,
         overlaps: overlaps.filter((o) => o.network === name || o.other === name).map(describeOverlap),
       };
     });

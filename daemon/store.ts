@@ -179,6 +179,11 @@ export interface Store {
    */
   historyId?(id: number): number;
   /**
+   * A refusal rests on these IPs' records (who holds them): a store whose view may be a few
+   * milliseconds old (a cluster network's copy of etcd) reads them afresh before it answers.
+   */
+  refusalRestsOn?(network: string, ips: ReadonlyArray<{ family: Family; ip: bigint }>): void;
+  /**
    * The last `limit` events (before id `before`, when given) of a network, or of one of its IPs,
    * or of every network when network is undefined; oldest first.
    */

@@ -69,11 +69,35 @@ export function esbuildOptions(overrides = {}) {
     nodePaths: [join(ROOT, 'node_modules')],
     metafile: true,
     external: [KUBE_CLIENT_PACKAGE],
+    plugins: [etcdProtoInline],
     logLevel: 'silent', // we print errors and warnings ourselves
     absWorkingDir: ROOT,
     ...overrides,
   };
 }
+
+/**
+ * The etcd3 client reads its .proto files from beside its own source when loaded; a bundle (and
+ * the single executable made of it) has no such files. The service definitions go into the
+ * bundle instead, parsed here with the client's own protobufjs and loaded with proto-loader's
+ * fromJSON, with the same options.
+ */
+const etcdProtoInline = {
+  name: 'etcd-proto-inline',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`,';
+      if (!source.includes(call)) throw new Error(`${args.path}: the etcd3 client no longer loads proto/rpc.proto as this build expects; update etcdProtoInline (scripts/build.mjs)`);
+      const fromEtcd = createRequire(args.path);
+      const protobuf = fromEtcd(fromEtcd.resolve('protobufjs', { paths: [dirname(fromEtcd.resolve('@grpc/proto-loader'))] }));
+      const root = new protobuf.Root();
+      root.loadSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+      const json = JSON.stringify(root.toJSON({ keepComments: false }));
+      return { contents: source.replace(call, `(0, proto_loader_1.fromJSON)(${json},`), loader: 'js' };
+    });
+  },
+};
 
 /** Write esbuild's in-memory outputs under a temporary name, then rename: a reader never sees half a file. */
 function writeOutputs(outputFiles) {
@@ -122,7 +146,7 @@ function externalFromProject(names) {
  */
 export async function bundleFile({ entry, outfile, external = [] }) {
   try {
-    const plugins = [importMetaPerSource, externalFromProject(external)];
+    const plugins = [importMetaPerSource, etcdProtoInline, externalFromProject(external)];
     const result = await esbuild.build(esbuildOptions({ entryPoints: [entry], outfile, plugins, banner: {}, define: {}, sourcemap: false, write: false }));
     writeOutputs(result.outputFiles);
   } catch (err) {

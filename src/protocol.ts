@@ -208,6 +208,10 @@ export interface UsageView {
   readonly configFile: string | null;
   /** ADDs that carried another config than the file's (served by the file), or null. */
   readonly staleRequests: StaleRequestsView | null;
+  /** "node" (this daemon's SQLite) or "cluster" (shared through etcd). */
+  readonly scope: 'node' | 'cluster';
+  /** A cluster network: how this node's config disagrees with the pools fixed in etcd (its ADDs are refused), or null. */
+  readonly disagreement: string | null;
   /** Subnets this network shares with differently named ones: both may hand out the same IPs. */
   readonly overlaps: readonly string[];
 }

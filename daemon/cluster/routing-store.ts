@@ -21,6 +21,8 @@ export class Capture {
   /** History lines, with their placeholder ids (negative), written to SQLite after the commit. */
   readonly history: Array<{ placeholder: number; line: Omit<HistoryRecord, 'id'> }> = [];
   readonly cursors = new Map<string, bigint>();
+  /** Lease keys that refusals of this run rested on (read afresh before a refusal is answered). */
+  readonly consulted = new Set<string>();
 
   mark(): [number, number, number, number] {
     return [this.dirty.size, this.effects.length, this.regardless.length, this.history.length];
@@ -98,6 +100,11 @@ export class RoutingStore implements Store {
   onCommit(effect: () => void): void {
     if (this.capture) this.capture.effects.push(effect);
     else this.local.onCommit(effect);
+  }
+
+  refusalRestsOn(network: string, ips: ReadonlyArray<{ family: Family; ip: bigint }>): void {
+    if (this.capture?.network !== network) return;
+    for (const { family, ip } of ips) this.capture.consulted.add(this.mirror!.layout.lease(network, family, ip));
   }
 
   commitRegardless(write: () => void): void {

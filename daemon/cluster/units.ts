@@ -127,6 +127,7 @@ export class ClusterUnits {
 
   private async execute(network: string, all: Pending[]): Promise<void> {
     let items = all;
+    let verified = false;
     for (let attempt = 1; ; attempt++) {
       if (!this.mirror.loaded) return this.settleUnavailable(items);
       const now = this.clock();
@@ -142,6 +143,21 @@ export class ClusterUnits {
         const rest = items.slice(plan.outcomes.length);
         items = items.slice(0, plan.outcomes.length);
         this.requeue(network, rest);
+      }
+      if (!verified && plan.outcomes.some(refusedByState)) {
+        // A refusal decided on this copy (in use, exhausted) may be a few milliseconds stale:
+        // read what it rests on afresh (the IPs it names; else catch up with etcd's revision)
+        // and decide again, once. One read, only for refusals.
+        verified = true;
+        try {
+          const keys = [...plan.capture.consulted];
+          const read = await this.kv.getMany(keys, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+          if (keys.length > 0) this.refresh(keys, read.entries, read.revision);
+          else await this.caughtUp(read.revision);
+          continue;
+        } catch {
+          // etcd unreachable: the copy's answer stands (a refusal records nothing)
+        }
       }
       this.stats.batches++;
       if (plan.writes.length === 0) return this.settle(network, items, plan, undefined);
@@ -455,6 +471,11 @@ export class ClusterUnits {
       item.reject(new ReservoirError('TRY_AGAIN_LATER', `the cluster network changed under this request ${MAX_ATTEMPTS} times in a row (other nodes claiming the same IPs); nothing was leased or changed; try again`));
     }
   }
+}
+
+/** A refusal that the state decided (reservoir's own codes: in use, exhausted, ...), not the request's form. */
+function refusedByState(outcome: Outcome): boolean {
+  return !outcome.ok && outcome.error instanceof ReservoirError && outcome.error.code >= 100;
 }
 
 /** Whether two values of a key say the same, leaving out who wrote them. */

@@ -38,7 +38,7 @@ describe('format', () => {
 describe('usage warnings', () => {
   it('prints each overlap once, even when both of its networks are listed', () => {
     const view = (network: string, overlaps: string[]) =>
-      ({ network, size: '254', dynamicSize: '254', dynamicInUse: 0, dynamicHeld: 0, reservedTotal: '0', reservedUsed: 0, reservedHeld: 0, reservedFree: '0', held: 0, attached: 0, misfits: 0, configFile: null, staleRequests: null, overlaps }) as const;
+      ({ network, size: '254', dynamicSize: '254', dynamicInUse: 0, dynamicHeld: 0, reservedTotal: '0', reservedUsed: 0, reservedHeld: 0, reservedFree: '0', held: 0, attached: 0, misfits: 0, configFile: null, staleRequests: null, scope: 'node', disagreement: null, overlaps }) as const;
     const line = 'subnet 10.83.0.0/24 of network "a" overlaps 10.83.0.0/24 of network "b": both may hand out the same IPs';
     expect(usageWarnings([view('a', [line]), view('b', [line]), view('c', [])])).toBe(`warning: ${line}\n`);
     expect(usageWarnings([view('c', [])])).toBe('');

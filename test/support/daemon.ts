@@ -144,6 +144,8 @@ export interface DaemonSpec {
   readonly cwd?: string;
   /** The daemon's PATH. */
   readonly path?: string;
+  /** More environment (RESERVOIR_* twins, fault-injection points). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface Exit {
@@ -190,7 +192,7 @@ export class DaemonProcess {
     this.child = spawn(cmd!, argv, {
       cwd: spec.cwd ?? ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: spec.path ?? process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      env: { PATH: spec.path ?? process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...spec.env },
     });
     liveChildren.add(this.child);
     this.child.stdout!.on('data', (c: Buffer) => {

@@ -10,11 +10,13 @@ import { mountSource } from './mounts.js';
 import { CNI_PLUGIN_DIR, HARNESS_BIN, buildHarness, pingAvailable, randomSuffix, run } from './netns.js';
 import { tempDir } from './tmp.js';
 
-export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping' | 'promtool' | 'chromium' | 'podman' | 'runc' | 'mmdebstrap';
+export type Prereq = 'root' | 'netns' | 'tmpfs' | 'ext4-loop' | 'setpriv' | 'harness' | 'bridge' | 'host-local' | 'macvlan' | 'ping' | 'promtool' | 'chromium' | 'podman' | 'runc' | 'mmdebstrap' | 'etcd' | 'openssl';
 
 /** Debian's promtool (package prometheus) and chromium, where the metrics and status page tests find them. */
 export const PROMTOOL = '/usr/bin/promtool';
 export const CHROMIUM = '/usr/bin/chromium';
+/** Debian's etcd (package etcd-server), which the cluster tests and benchmark start on loopback. */
+export const ETCD = '/usr/bin/etcd';
 
 /** A CI machine that silently skips a test proves nothing: there, a missing prerequisite fails. */
 export const CI = process.env.CI === 'true' || process.env.CI === '1';
@@ -132,6 +134,8 @@ const REGISTRY: Record<Prereq, { readonly probe: () => string | undefined; reado
   // hierarchy has controllers beside the v1 ones (this machine's kind)
   runc: { probe: () => onPath('runc'), install: 'apt-get install runc' },
   mmdebstrap: { probe: () => onPath('mmdebstrap'), install: 'apt-get install mmdebstrap' },
+  etcd: { probe: () => (isExecutable(ETCD) ? undefined : `${ETCD} not found`), install: "apt-get install etcd-server (Debian's etcd 3.4; the cluster tests start their own members)" },
+  openssl: { probe: () => onPath('openssl'), install: 'apt-get install openssl (the TLS test makes its certificates)' },
 };
 
 const probed = new Map<Prereq, string | undefined>();

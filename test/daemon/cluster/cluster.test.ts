@@ -1,0 +1,193 @@
+// Cluster networks across three reservoird "nodes" (in-process, each its own socket, state and
+// node name) on a real three-member etcd: the method holds cluster-wide (issue 11, rules 2-8).
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { Cleanup } from '../../support/cleanup.js';
+import { describeWithPrereqs } from '../../support/describe-with-prereqs.js';
+import { type EtcdCluster, startEtcdCluster } from '../../support/etcd.js';
+import { netconf } from '../../support/netconf.js';
+import { type TestDaemon, addErr, addOk, delOk, op, opErr, plugin, startTestDaemon, waitFor } from '../support.js';
+
+const cleanup = new Cleanup();
+let etcd: EtcdCluster;
+let nodes: TestDaemon[] = [];
+let prefix = '';
+let round = 0;
+
+async function startNodes(): Promise<void> {
+  prefix = `/t${process.pid}-${++round}`;
+  nodes = [];
+  for (const name of ['node-a', 'node-b', 'node-c']) nodes.push(await startTestDaemon({ nodeName: name, etcd: { endpoints: etcd.endpoints, prefix } }));
+}
+
+async function stopNodes(): Promise<void> {
+  for (const node of nodes) await node.close();
+  nodes = [];
+}
+
+describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
+  beforeAll(async () => {
+    etcd = await startEtcdCluster(cleanup);
+  }, 60_000);
+  afterAll(async () => {
+    await stopNodes();
+    await cleanup.run();
+  });
+  beforeEach(async () => {
+    await stopNodes();
+    await startNodes();
+  }, 30_000);
+
+  const shared = (socket: string, ipam: Record<string, unknown> = {}) =>
+    netconf('shared', socket, {
+      scope: 'cluster',
+      ranges: [[{ subnet: '10.90.0.0/24', rangeStart: '10.90.0.10', rangeEnd: '10.90.0.60' }]],
+      reserved: [{ entry: '10.90.0.50-10.90.0.52', group: 'db' }],
+      ...ipam,
+    });
+  const [a, b, c] = [0, 1, 2].map((i) => () => nodes[i]!);
+  const pod = (name: string) => ({ K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: name });
+
+  it('hands out every dynamic IP once across nodes, and a stateless DEL frees it for every node at once', async () => {
+    const got = new Map<string, string>();
+    await Promise.all(
+      nodes.flatMap((node, n) =>
+        Array.from({ length: 12 }, async (_, i) => {
+          const [ip] = await addOk(shared(node.socket), { containerId: `c${n}-${i}` });
+          expect(got.has(ip!), `${ip} handed out twice`).toBe(false);
+          got.set(ip!, `c${n}-${i}`);
+        }),
+      ),
+    );
+    expect(got.size).toBe(36);
+    for (const ip of got.keys()) expect(ip >= '10.90.0.10' && !['10.90.0.50', '10.90.0.51', '10.90.0.52'].includes(ip)).toBe(true);
+    // every node lists all of them, each with its node
+    const listed = (await op(c().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ ip: string; node: string; containerId: string }>;
+    expect(listed).toHaveLength(36);
+    expect(new Set(listed.map((l) => l.node))).toEqual(new Set(['node-a', 'node-b', 'node-c']));
+    expect(listed.find((l) => l.containerId === 'c1-0')!.node).toBe('node-b');
+    // a DEL on node-a frees the IP; node-b can ask for exactly that IP right away
+    const freed = [...got].find(([, container]) => container === 'c0-0')![0];
+    await delOk(shared(a().socket), { containerId: 'c0-0' });
+    await waitFor(async () => ((await op(b().socket, 'leases', { query: { network: 'shared' } })).leases.length === 35 ? true : undefined), 2_000, 'node-b sees the release');
+    expect(await addOk(shared(b().socket), { containerId: 'later', args: { IP: freed } })).toEqual([freed]);
+  });
+
+  it('gives a reserved IP only on request, to exactly one node, and names the holder and its node to the others', async () => {
+    const outcomes = await Promise.all(
+      nodes.map((node, n) => plugin('ADD', shared(node.socket), { containerId: `r${n}`, args: { IP: '10.90.0.51' } })),
+    );
+    const winners = outcomes.filter((o) => o.exit === 0);
+    expect(winners).toHaveLength(1);
+    const winner = outcomes.indexOf(winners[0]!);
+    for (const loser of outcomes.filter((o) => o.exit !== 0)) {
+      expect(loser.out.code).toBe(101);
+      expect(loser.out.msg).toContain(`container r${winner}`);
+      expect(loser.out.msg).toContain(`on node ${['node-a', 'node-b', 'node-c'][winner]}`);
+      expect(loser.out.msg).toMatch(/free in reserved group "db": 10\.90\.0\.50, 10\.90\.0\.52/);
+    }
+    // dynamic ADDs never get a reserved IP, whichever node
+    for (let i = 0; i < 40; i++) {
+      const [ip] = await addOk(shared(nodes[i % 3]!.socket), { containerId: `d${i}` });
+      expect(['10.90.0.50', '10.90.0.51', '10.90.0.52']).not.toContain(ip);
+    }
+    // the group hands out what is left; then it is exhausted everywhere
+    const groupIps = [await addOk(shared(b().socket), { containerId: 'g1', args: { RESERVOIR_GROUP: 'db' } }), await addOk(shared(c().socket), { containerId: 'g2', args: { RESERVOIR_GROUP: 'db' } })].flat();
+    expect(groupIps.sort()).toEqual(['10.90.0.50', '10.90.0.52']);
+    expect((await addErr(shared(a().socket), { containerId: 'g3', args: { RESERVOIR_GROUP: 'db' } })).code).toBe(103);
+  });
+
+  it('refuses, from any node, a change of a reserved entry that touches an in-use IP, naming every holder and its node', async () => {
+    await addOk(shared(a().socket), { containerId: 'first' });
+    await op(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.41-10.90.0.43', group: 'ops' } });
+    await addOk(shared(a().socket), { containerId: 'x1', args: { IP: '10.90.0.41' } });
+    await addOk(shared(b().socket), { containerId: 'x2', args: { IP: '10.90.0.43' } });
+    const refused = await opErr(c().socket, 'reservedRemove', { params: { network: 'shared' }, query: { entry: '10.90.0.41-10.90.0.43' } });
+    expect(refused.code).toBe(105);
+    expect(refused.message).toMatch(/10\.90\.0\.41 \(container x1 ifname eth0 on node node-a\)/);
+    expect(refused.message).toMatch(/10\.90\.0\.43 \(container x2 ifname eth0 on node node-b\)/);
+    // an operator entry added on one node is reserved on all of them at once
+    await op(c().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.40', group: 'web' } });
+    const list = await op(a().socket, 'reservedList', { params: { network: 'shared' } });
+    expect(list.entries.map((e: { entry: string }) => e.entry)).toContain('10.90.0.40');
+    for (let i = 0; i < 45; i++) {
+      const run = await plugin('ADD', shared(nodes[i % 3]!.socket), { containerId: `w${i}` });
+      if (run.exit === 0) expect((run.out.ips as Array<{ address: string }>)[0]!.address).not.toBe('10.90.0.40/24');
+    }
+    // and an entry over an IP in use on another node is refused on this one
+    const leased = (await op(a().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { node: string; reserved: boolean }) => l.node === 'node-b' && !l.reserved);
+    const overlap = await opErr(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: leased.ip } });
+    expect(overlap.message).toContain('on node node-b');
+  });
+
+  it('keeps a stateful app\'s IP across nodes: 101 while attached elsewhere, the same IP once released there', async () => {
+    const statefulConf = (socket: string) => shared(socket, { defaultKind: 'stateful' });
+    const [ip] = await addOk(statefulConf(a().socket), { containerId: 'db0-a', args: pod('db-0') });
+    const elsewhere = await addErr(statefulConf(b().socket), { containerId: 'db0-b', args: pod('db-0') });
+    expect(elsewhere.code).toBe(101);
+    expect(elsewhere.msg).toContain('on node node-a');
+    expect(elsewhere.msg).toContain('DEL that container on node node-a first');
+    await delOk(statefulConf(a().socket), { containerId: 'db0-a', args: pod('db-0') });
+    // held, by the app, visible from every node
+    const held = (await op(c().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { ip: string }) => l.ip === ip);
+    expect(held).toMatchObject({ state: 'held', app: 'default/db-0' });
+    expect(await addOk(statefulConf(b().socket), { containerId: 'db0-b', args: pod('db-0') })).toEqual([ip]);
+    const moved = (await op(a().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { ip: string }) => l.ip === ip);
+    expect(moved).toMatchObject({ state: 'attached', node: 'node-b', containerId: 'db0-b' });
+  });
+
+  it('release --node ends a gone node\'s attachments (stateful IPs stay held for their apps)', async () => {
+    await addOk(shared(c().socket), { containerId: 'gone1' });
+    await addOk(shared(c().socket, { defaultKind: 'stateful' }), { containerId: 'gone2', args: pod('web-0') });
+    await addOk(shared(a().socket), { containerId: 'stays' });
+    const answer = await op(a().socket, 'releaseNode', { params: { node: 'node-c' } });
+    expect(answer).toEqual({ node: 'node-c', released: 1, held: 1 });
+    const leases = (await op(b().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ containerId: string | null; app: string | null; state: string }>;
+    expect(leases.map((l) => l.containerId).sort()).toEqual([null, 'stays']);
+    expect(leases.find((l) => l.app === 'default/web-0')!.state).toBe('held');
+  });
+
+  it('fixes a cluster network\'s pools at its first registration: a node with other ranges is refused (7) and shows why in usage', async () => {
+    await addOk(shared(a().socket), { containerId: 'first' });
+    const other = shared(b().socket, { ranges: [[{ subnet: '10.91.0.0/24' }]], reserved: [] });
+    const refused = await addErr(other, { containerId: 'second' });
+    expect(refused.code).toBe(7);
+    expect(refused.msg).toMatch(/cluster network whose pools were fixed when it was first registered/);
+    expect(refused.msg).toContain('10.91.0.1-10.91.0.254');
+    expect((await op(b().socket, 'leases', { query: { network: 'shared' } })).leases).toHaveLength(1);
+    const usage = (await op(b().socket, 'usage', { query: { network: 'shared' } })).networks[0];
+    expect(usage.disagreement).toMatch(/pools were fixed/);
+  });
+
+  it('costs one etcd transaction per dynamic ADD in steady state, full or empty', async () => {
+    const big = (socket: string) => netconf('big', socket, { scope: 'cluster', ranges: [[{ subnet: '10.100.0.0/16' }]] });
+    const node = a();
+    const stats = () => node.daemon.cluster!.health().stats;
+    await addOk(big(node.socket), { containerId: 'warm' });
+    const before = stats().txns;
+    for (let i = 0; i < 30; i++) await addOk(big(node.socket), { containerId: `s${i}` });
+    expect(stats().txns - before).toBe(30);
+  });
+
+  it('refuses a cluster network on a daemon without etcd with code 7, saying what to change', async () => {
+    const lone = await startTestDaemon({ nodeName: 'lone' });
+    try {
+      const refused = await addErr(shared(lone.socket), { containerId: 'l1' });
+      expect(refused.code).toBe(7);
+      expect(refused.msg).toMatch(/runs without etcd; start it with --etcd-endpoints/);
+      expect((await op(lone.socket, 'leases')).leases).toEqual([]);
+    } finally {
+      await lone.close();
+    }
+  });
+
+  it('check finds nothing wrong in a healthy cluster, and the journal follows each node\'s attachments', async () => {
+    await addOk(shared(a().socket), { containerId: 'j1' });
+    await addOk(shared(b().socket), { containerId: 'j2' });
+    for (const node of nodes) {
+      const report = await op(node.socket, 'clusterCheck');
+      expect(report).toMatchObject({ orphans: [], lost: [], conflicts: [], owed: 0 });
+    }
+    expect(a().daemon.cluster!.health().journal.attached).toBe(1);
+    expect(c().daemon.cluster!.health().journal.attached).toBe(0);
+  });
+}, { timeout: 60_000 });
