@@ -26,3 +26,5 @@ export { NetnsView } from '../daemon/netns-view.js';
 export { silentLogger } from '../daemon/log.js';
 export { parseInvocation } from '../src/invocation.js';
 export { parseIp, toKey } from '../src/address.js';
+export { startEtcdCluster } from '../test/support/etcd.js';
+export { connectEtcd } from '../daemon/cluster/etcd-kv.js';

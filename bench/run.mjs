@@ -2,7 +2,7 @@
 // reservoir's benchmark suite: `npm run bench` (as root, for the namespace storm).
 //
 //   BENCH_QUICK=1   fewer repeats (a minute or two instead of several)
-//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm, observe
+//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm, observe, cluster
 //   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and their
 //                   addons, e.g. build/bin) instead of packaging the current
 //                   sources privately into a temp dir with scripts/package.mjs's own recipe
@@ -32,7 +32,7 @@ import { cniBody, median, percentile, rawRequest } from './http.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
-const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe'];
+const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe', 'cluster'];
 const N = {
   floorRepeats: QUICK ? 15 : 120,
   tputRepeats: QUICK ? 1 : 5,
@@ -46,6 +46,9 @@ const N = {
   scrapes: QUICK ? 20 : 100,
   observeAdds: QUICK ? 300 : 1500,
   historyLines: QUICK ? 20_000 : 100_000,
+  clusterCount: QUICK ? { 1: 150, 16: 900, 48: 1500 } : { 1: 500, 16: 3000, 48: 4800 },
+  clusterRepeats: QUICK ? 1 : 3,
+  clusterRaceProcs: 30,
 };
 const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -765,6 +768,148 @@ async function benchObserve(bin) {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// 8. Cluster networks: 3 daemons on a 3-member etcd, next to node scope and a raw etcd floor
+
+/** Create-if-absent transactions on distinct keys straight from the etcd3 client (the floor), `perTxn` claims each. */
+async function etcdFloor(kv, conc, count, prefix, perTxn = 1) {
+  const latencies = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (next < count) {
+      const keys = Array.from({ length: Math.min(perTxn, count - next) }, () => `${prefix}/${next++}`);
+      const started = performance.now();
+      const r = await kv.txn(keys.map((key) => ({ key, target: 'create', result: 'equal', value: 0 })), keys.map((key) => ({ put: key, value: '{"bench":1}' })), [], Date.now() + 10_000);
+      if (!r.succeeded) throw new Error('etcd floor: a create-if-absent on a fresh key failed');
+      latencies.push(performance.now() - started);
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), txns: latencies.length };
+}
+
+async function benchCluster(bin) {
+  const missing = h.missingPrereqs(['etcd']);
+  const loadgen = buildGo('loadgen');
+  if (missing.length || loadgen.error) {
+    row('8 cluster', 'cluster', NaN, '', undefined, `SKIPPED: ${missing.join('; ') || loadgen.error}`);
+    results.sections.cluster = { skipped: missing.join('; ') || loadgen.error };
+    return;
+  }
+  const cleanup = new h.Cleanup();
+  try {
+    log('cluster: a 3-member etcd on loopback (Debian etcd-server)');
+    const etcd = await h.startEtcdCluster(cleanup);
+    const prefix = `/bench-${process.pid}`;
+    const clusterDaemons = [];
+    const nodeDaemons = [];
+    for (let i = 0; i < 3; i++) {
+      clusterDaemons.push(await startDaemon(bin, `cl${i}`, { extraArgs: ['--node-name', `bench-node-${i}`, '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-prefix', prefix] }));
+      nodeDaemons.push(await startDaemon(bin, `nd${i}`, { extraArgs: ['--node-name', `bench-local-${i}`] }));
+    }
+    const kv = await h.connectEtcd({ endpoints: etcd.endpoints, prefix: '/floor' });
+    const ranges = [[{ subnet: '10.210.0.0/16' }]];
+    const configs = {
+      cluster: (d) => reservoirConf('bench-cluster', d.socket, ranges, { scope: 'cluster' }),
+      node: (d) => reservoirConf('bench-node', d.socket, ranges),
+    };
+    const split = (conc) => [0, 1, 2].map((i) => Math.floor(conc / 3) + (i < conc % 3 ? 1 : 0)).filter((c) => c > 0);
+    const load = async (daemonsOf, configOf, conc, label) => {
+      const parts = split(conc);
+      const count = N.clusterCount[conc];
+      const runs = await Promise.all(parts.map((c, i) => new Promise((resolveRun, reject) => {
+        const d = daemonsOf[i];
+        const opts = { socket: d.socket, conc: c, count: Math.round((count * c) / conc), config: configOf(d), prefix: `${label}${i}c${conc}`, daemonPid: d.pid };
+        const child = spawn(loadgen.path, [JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (x) => (out += x));
+        child.stderr.on('data', (x) => (err += x));
+        child.on('close', (code) => {
+          if (code !== 0) return reject(new Error(`loadgen failed: ${err}`));
+          const res = JSON.parse(out.trim().split('\n').pop());
+          if (res.add.errors || res.del.errors) return reject(new Error(`cluster load (${label}): errors: ${res.add.firstError ?? res.del.firstError}`));
+          resolveRun(res);
+        });
+      })));
+      return {
+        addPerSecond: runs.reduce((sum, r) => sum + r.add.perSecond, 0),
+        addP50: median(runs.map((r) => r.add.p50)),
+        addP99: Math.max(...runs.map((r) => r.add.p99)),
+        delPerSecond: runs.reduce((sum, r) => sum + r.del.perSecond, 0),
+      };
+    };
+    const stats = async () => {
+      let txns = 0;
+      let units = 0;
+      let conflicts = 0;
+      for (const d of clusterDaemons) {
+        const c = JSON.parse((await rawRequest(d.socket, 'GET', '/v1/health')).body).cluster;
+        txns += c.stats.txns;
+        units += c.stats.units;
+        conflicts += c.stats.conflicts;
+      }
+      return { txns, units, conflicts };
+    };
+    const runs = { 1: [], 16: [], 48: [] };
+    for (let rep = 0; rep < N.clusterRepeats; rep++) {
+      for (const conc of [1, 16, 48]) {
+        log(`cluster: rep ${rep + 1}/${N.clusterRepeats}, ${conc} clients over 3 daemons: cluster scope, node scope, raw etcd`);
+        const before = await stats();
+        const cluster = await load(clusterDaemons, configs.cluster, conc, `r${rep}cl`);
+        const after = await stats();
+        const node = await load(nodeDaemons, configs.node, conc, `r${rep}nd`);
+        const floor = await etcdFloor(kv, conc, N.clusterCount[conc], `/floor/r${rep}c${conc}`);
+        const batched = await etcdFloor(kv, conc, N.clusterCount[conc], `/floor/b${rep}c${conc}`, 8);
+        const calls = after.units - before.units;
+        runs[conc].push({ cluster, node, floor, batched, txnsPerCall: (after.txns - before.txns) / calls, conflicts: after.conflicts - before.conflicts, calls });
+      }
+    }
+    const summary = {};
+    for (const conc of [1, 16, 48]) {
+      const pick = (f) => median(runs[conc].map(f));
+      const sm = {
+        addPerSecond: pick((r) => r.cluster.addPerSecond), addP50: pick((r) => r.cluster.addP50), addP99: pick((r) => r.cluster.addP99),
+        nodeAddPerSecond: pick((r) => r.node.addPerSecond), nodeP99: pick((r) => r.node.addP99),
+        floorPerSecond: pick((r) => r.floor.perSecond), floorP50: pick((r) => r.floor.p50), floorP99: pick((r) => r.floor.p99),
+        batchedPerSecond: pick((r) => r.batched.perSecond * 8),
+        ratio: pick((r) => r.cluster.addPerSecond / r.floor.perSecond), p99Ratio: pick((r) => r.cluster.addP99 / r.floor.p99),
+        txnsPerCall: pick((r) => r.txnsPerCall), conflicts: pick((r) => r.conflicts),
+      };
+      summary[conc] = sm;
+      const clients = `${conc} client${conc > 1 ? 's' : ''}`;
+      row('8 cluster', `ADD/s / raw etcd txn/s, ${clients}`, sm.ratio, 'x', { op: '>=', value: 0.5 },
+        `${fmt(sm.addPerSecond, 0)} vs ${fmt(sm.floorPerSecond, 0)}/s (8 claims per txn: ${fmt(sm.batchedPerSecond, 0)} claims/s); node scope ${fmt(sm.nodeAddPerSecond, 0)}/s`);
+      row('8 cluster', `ADD p50 / p99, ${clients}`, sm.addP99, 'ms', conc === 16 ? { op: '<=', value: 3 * sm.floorP99 } : undefined,
+        `p50 ${fmt(sm.addP50)} ms; raw etcd p50 ${fmt(sm.floorP50)} p99 ${fmt(sm.floorP99)} ms (${fmt(sm.p99Ratio)}x); node scope p99 ${fmt(sm.nodeP99)} ms`);
+      row('8 cluster', `etcd transactions per CNI call, ${clients}`, sm.txnsPerCall, '', { op: '<=', value: 1 }, `${fmt(sm.conflicts, 0)} lost a race and ran again`);
+    }
+    // the cross-node race: 30 plugin processes over 3 nodes for one reserved IP
+    const ip = '10.211.0.50';
+    const confFiles = clusterDaemons.map((d, i) => {
+      const file = join(tmp, `cluster-race-${i}.json`);
+      writeFileSync(file, JSON.stringify(reservoirConf('bench-cluster-race', d.socket, [[{ subnet: '10.211.0.0/24' }]], { scope: 'cluster', reserved: [ip] })));
+      return file;
+    });
+    const envOf = (id) => ({ PATH: PATH_ENV, CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/bench-race', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni', CNI_ARGS: `IP=${ip}` });
+    for (const [i, file] of confFiles.entries()) await runPlugin(bin, { ...envOf(`warm-${i}`), CNI_ARGS: '' }, file);
+    const t0 = performance.now();
+    const answers = await Promise.all(Array.from({ length: N.clusterRaceProcs }, (_, i) => runPlugin(bin, envOf(`crace-${i}`), confFiles[i % 3])));
+    const raceMs = performance.now() - t0;
+    const winners = answers.filter((a) => a.code === 0).length;
+    const refused = answers.filter((a) => a.code === 1 && a.stdout.includes('"code":101')).length;
+    row('8 cluster', `${N.clusterRaceProcs} plugins over 3 nodes, one reserved IP: all answered`, raceMs / 1000, 's', { op: '<=', value: 2 },
+      winners === 1 && refused === N.clusterRaceProcs - 1 ? 'exactly one won, the others code 101' : `WRONG: ${winners} won, ${refused} refused`);
+    results.sections.cluster = { counts: N.clusterCount, repeats: N.clusterRepeats, summary, runs, race: { ms: raceMs, winners, refused } };
+    await kv.close();
+    for (const d of [...clusterDaemons, ...nodeDaemons]) await d.stop();
+  } finally {
+    await cleanup.run();
+  }
+}
+
 function machine() {
   const busy = () => {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -809,6 +954,7 @@ async function main() {
     race: () => benchRace(bin, mainDaemon),
     storm: () => benchStorm(bin, mainDaemon),
     observe: () => benchObserve(bin),
+    cluster: () => benchCluster(bin),
   };
   for (const name of SECTIONS) {
     if (!wanted(name)) continue;

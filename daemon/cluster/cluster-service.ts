@@ -90,7 +90,7 @@ export class ClusterService {
    * journal knows an attachment etcd does not; conflicts: etcd gives the journal's IP to another
    * holder. `repair`: release orphans, claim lost ones again where the IP is still free, and mark
    * conflicts (never duplicated: the other holder keeps the IP). `automatic` (after a reload):
-   * orphans only once older than the reclaim grace.
+   * orphans only once older than the reclaim grace, and never with reclaim off (grace 0).
    */
   async check(network: string | undefined, repair: boolean, automatic = false): Promise<ClusterCheckResponse> {
     const mirror = this.cluster.mirror;
@@ -109,13 +109,16 @@ export class ClusterService {
       for (let after: { family: 4 | 6; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
         page = mirror.store.attachedLeasesAfter(name, after, 1000);
         for (const lease of page) {
-          if (lease.node !== this.node || known.has(leaseKey(lease))) continue;
-          if (automatic && lease.createdAt > cutoff) continue;
+          if (lease.node !== this.node || known.has(leaseKey(lease)) || !this.unknownToJournal(lease)) continue;
+          // A claim this daemon is committing right now shows in the copy (the watch) before its journal line.
+          if (this.cluster.units.inFlight(this.cluster.layout.lease(lease.network, lease.family, lease.ip))) continue;
+          if (automatic && (this.graceMs <= 0 || lease.createdAt > cutoff)) continue;
           orphans.push(item(lease, 'etcd gives it to a container of this node that the journal does not know (no attachment: reservoird stopped between etcd and its journal)'));
           if (repair || automatic) {
             await this.cluster.units.run(name, () => {
               const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
-              if (now && now.node === this.node && now.containerId === lease.containerId && now.createdAt === lease.createdAt) this.cni.release(now, 'orphan');
+              if (!now || now.node !== this.node || now.containerId !== lease.containerId || now.createdAt !== lease.createdAt) return;
+              if (this.unknownToJournal(now) && !this.cluster.units.inFlight(this.cluster.layout.lease(now.network, now.family, now.ip))) this.cni.release(now, 'orphan');
             });
           }
         }
@@ -151,6 +154,11 @@ export class ClusterService {
       }
     }
     return { node: this.node, orphans, lost, conflicts, owed: this.health().owed, repaired: repair };
+  }
+
+  /** Whether the journal has no attachment of this lease now (read at the moment, not from a list taken earlier). */
+  private unknownToJournal(lease: LeaseRecord): boolean {
+    return !this.cluster.journal.ofAttachment(lease.network, lease.containerId!, lease.ifname!).some((a) => a.lease.family === lease.family && a.lease.ip === lease.ip);
   }
 
   /** `reservoirctl release --node NAME`: the node is gone; its attachments end (stateful IPs stay held by their apps). */

@@ -70,6 +70,8 @@ export const FAULT_ENV = 'RESERVOIR_FAULT';
 export class ClusterUnits {
   private readonly queues = new Map<string, { pending: Pending[]; busy: boolean }>();
   private sequence = 0;
+  /** Keys written by transactions sent and not yet settled: the watch may show them before the answer does. */
+  private readonly sending = new Map<string, number>();
   private readonly session = randomBytes(4).toString('hex');
   /** For health and the benchmark: batches, units, etcd transactions and their outcomes. */
   readonly stats = { batches: 0, units: 0, txns: 0, conflicts: 0, unknown: 0, unavailable: 0 };
@@ -163,6 +165,8 @@ export class ClusterUnits {
       if (plan.writes.length === 0) return this.settle(network, items, plan, undefined);
       const deadline = Math.min(now + DEFAULT_TXN_MS, ...items.map((i) => (i.deadline === undefined ? Infinity : i.deadline - ANSWER_MARGIN_MS)));
       let revision: number;
+      const keys = plan.writes.map((w) => ('put' in w ? w.put : w.delete));
+      for (const key of keys) this.sending.set(key, (this.sending.get(key) ?? 0) + 1);
       try {
         this.stats.txns++;
         const result = await this.kv.txn(plan.compares, plan.writes, plan.reads, deadline);
@@ -185,10 +189,24 @@ export class ClusterUnits {
           if (attempt >= MAX_ATTEMPTS) return this.settleContended(items);
           continue;
         }
+      } finally {
+        // the journal follows in commit() below, in the same turn: from then on it knows these keys
+        setImmediate(() => {
+          for (const key of keys) {
+            const n = (this.sending.get(key) ?? 1) - 1;
+            if (n > 0) this.sending.set(key, n);
+            else this.sending.delete(key);
+          }
+        });
       }
       this.commit(plan, revision);
       return this.settle(network, items, plan, revision);
     }
+  }
+
+  /** Whether a transaction writing this key was sent and is not settled yet (its outcome may be known to the watch first). */
+  inFlight(key: string): boolean {
+    return this.sending.has(key);
   }
 
   private requeue(network: string, items: Pending[]): void {

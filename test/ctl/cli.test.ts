@@ -107,6 +107,8 @@ describe('reservoirctl', () => {
           misfits: 0,
           configFile: null,
           staleRequests: null,
+          scope: 'node',
+          disagreement: null,
           overlaps: [],
         },
       ],

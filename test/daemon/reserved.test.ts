@@ -327,6 +327,8 @@ describe('rule 4: usage per reserved IP and per network', () => {
       misfits: 0,
       configFile: null,
       staleRequests: null,
+          scope: 'node',
+          disagreement: null,
       overlaps: [],
     });
     expect((await list('use')).usage).toEqual(await usageOf(td.socket, 'use'));
