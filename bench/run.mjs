@@ -874,7 +874,7 @@ async function benchCluster(bin) {
         addPerSecond: pick((r) => r.cluster.addPerSecond), addP50: pick((r) => r.cluster.addP50), addP99: pick((r) => r.cluster.addP99),
         nodeAddPerSecond: pick((r) => r.node.addPerSecond), nodeP99: pick((r) => r.node.addP99),
         floorPerSecond: pick((r) => r.floor.perSecond), floorP50: pick((r) => r.floor.p50), floorP99: pick((r) => r.floor.p99),
-        batchedPerSecond: pick((r) => r.batched.perSecond * 8),
+        batchedPerSecond: pick((r) => r.batched.perSecond),
         ratio: pick((r) => r.cluster.addPerSecond / r.floor.perSecond), p99Ratio: pick((r) => r.cluster.addP99 / r.floor.p99),
         txnsPerCall: pick((r) => r.txnsPerCall), conflicts: pick((r) => r.conflicts),
       };

@@ -55,13 +55,14 @@ export class Networks {
       return inv.ipam;
     }
     const json = JSON.stringify(inv.rawIpam);
-    if (inv.command === 'ADD' && stored.ipam !== json) {
+    const differs = stored.ipam !== json && !sameShared(stored.ipam, inv.rawIpam);
+    if (inv.command === 'ADD' && differs) {
       const disagreement = this.disagree(stored, inv.ipam, 'this ADD\'s config');
       if (disagreement) throw new ReservoirError('INVALID_CONFIG', `invalid config: ${disagreement}`);
     }
     if (stored.file !== null) {
       if (inv.command === 'ADD') this.compareWithFile(stored, inv.rawIpam, json, now);
-    } else if (inv.command === 'ADD' && stored.ipam !== json) {
+    } else if (inv.command === 'ADD' && differs) {
       this.record(inv.network, inv.rawIpam, inv.ipam, null, stored, now);
       return inv.ipam;
     }
@@ -75,8 +76,10 @@ export class Networks {
   fromFile(name: string, rawIpam: Record<string, unknown>, file: string, now: number): IpamConfig {
     const config = parseIpamConfigCached(rawIpam);
     const stored = this.store.getNetwork(name);
-    if (stored && stored.ipam !== JSON.stringify(rawIpam) && this.disagree(stored, config, `the config file ${file}`)) return parseIpamConfigCached(JSON.parse(stored.ipam));
-    if (!stored || stored.ipam !== JSON.stringify(rawIpam) || stored.file !== file) {
+    const differs = stored !== undefined && stored.ipam !== JSON.stringify(rawIpam) && !sameShared(stored.ipam, rawIpam);
+    if (stored && differs && this.disagree(stored, config, `the config file ${file}`)) return parseIpamConfigCached(JSON.parse(stored.ipam));
+    // A cluster network's file may sit under another name on another node: that is no change of it.
+    if (!stored || differs || (stored.file !== file && config.scope !== 'cluster')) {
       this.stale.delete(name);
       this.record(name, rawIpam, config, file, stored, now);
     } else this.retryConflicts(stored, config, now);
@@ -264,6 +267,21 @@ export class Networks {
     if (problems.length !== known.length || problems.some((p, i) => p !== known[i])) this.store.setReservedConflicts(name, problems);
     for (const problem of problems) if (!known.includes(problem)) this.log.warn('reserved config conflict', { network: name, problem });
     return changed;
+  }
+}
+
+/**
+ * Whether a cluster network's stored config and a node's say the same once each node's own keys
+ * are left out (the plugin's socket and timeout): otherwise every node's ADD would rewrite the
+ * shared config, one key that every ADD of the network rewrites.
+ */
+function sameShared(storedIpam: string, raw: Record<string, unknown>): boolean {
+  if (raw.scope !== 'cluster') return false;
+  const shared = ({ socket: _socket, timeout: _timeout, ...rest }: Record<string, unknown>) => JSON.stringify(rest);
+  try {
+    return shared(JSON.parse(storedIpam) as Record<string, unknown>) === shared(raw);
+  } catch {
+    return false;
   }
 }
 
