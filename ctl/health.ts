@@ -11,6 +11,14 @@ export function builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions> {
   return yargs.example('$0 health', 'exit 0 when reservoird is up, 3 when it is unreachable');
 }
 
+/** The cluster networks' link: where, whether it follows etcd now, this node's journal and what etcd is owed. */
+function clusterLine(h: HealthResponse): string {
+  const c = h.cluster;
+  if (!c) return 'off (node networks only)';
+  const state = c.connected ? `following at revision ${c.revision}` : `UNREACHABLE: ${c.lastError ?? 'not connected yet'} (ADD of cluster networks fails with 11; DEL is journaled)`;
+  return `${c.endpoints.join(',')} prefix ${c.prefix}, node ${c.node}; ${state}; journal ${c.journal.attached} attached, ${c.journal.releasing} releasing, ${c.journal.conflict} in conflict; ${c.owed} change(s) owed`;
+}
+
 export async function handler(argv: Args): Promise<void> {
   const answer = await call<HealthResponse>('health', argv);
   show(argv, answer, (h) =>
@@ -26,6 +34,7 @@ export async function handler(argv: Args): Promise<void> {
       ...h.netns.map((n): [string, string] => [`netns ${n.root}`, `${n.visible ? 'visible' : 'NOT VISIBLE'}: ${n.why}`]),
       ['kubernetes', h.kubernetes === null ? 'off' : `${h.kubernetes.server}, node ${h.kubernetes.node}; ${h.kubernetes.fenced === null ? 'in step' : `releases paused: ${h.kubernetes.fenced}`}`],
       ...(h.kubernetes?.refused ?? []).map((r): [string, string] => ['refused', r]),
+      ['etcd', clusterLine(h)],
       // Shown when there is something to act on (reservoirctl usage names the networks).
       ...(h.misfits > 0 ? ([['misfits', `${h.misfits} lease(s) no longer fit their network's config`]] as const) : []),
       ...(h.staleConfigs > 0 ? ([['stale configs', `${h.staleConfigs} network(s) got ADDs with another config than their file`]] as const) : []),

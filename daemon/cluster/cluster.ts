@@ -2,6 +2,7 @@
 // and pays what the journal's outbox owes once etcd answers. Starting never waits for etcd: a
 // daemon whose etcd is away serves node networks as usual, and DEL and CHECK of cluster networks
 // from its journal (the mirror is seeded from it until the first load).
+import type { ClusterHealthView } from '../../src/protocol.js';
 import type { Logger } from '../log.js';
 import type { SqliteStore } from '../sqlite-store.js';
 import { KeyLayout, unitOf } from './keys.js';
@@ -16,16 +17,8 @@ const LOAD_TIMEOUT_MS = 5_000;
 /** How long a unit that lost a race waits for the watch to bring what beat it. */
 const CATCH_UP_MS = 300;
 
-export interface ClusterHealth {
-  readonly endpoints: readonly string[];
-  readonly prefix: string;
-  /** Whether the mirror follows etcd now. */
-  readonly connected: boolean;
-  readonly revision: number;
-  readonly lastError: string | null;
-  readonly owed: number;
-  readonly stats: ClusterUnits['stats'];
-}
+/** What this link knows of its health (cluster-service.ts adds the node and the journal). */
+export type ClusterHealth = Omit<ClusterHealthView, 'node' | 'journal'>;
 
 export class Cluster {
   readonly layout: KeyLayout;

@@ -11,7 +11,6 @@
 // an ADD writes its IP's key (and, for a stateful app, the app's key).
 // Pure: no I/O.
 import { type Family, fromKey, toKey } from '../../src/address.js';
-import type { AppKind } from '../../src/config.js';
 import type { LeaseRecord, NetworkRecord, ReservedRecord } from '../store.js';
 
 export const LAYOUT_VERSION = 'v1';
@@ -114,20 +113,7 @@ function familyOf(text: string): Family {
 }
 
 /** A lease as stored in etcd: the record, its node, and the unit that wrote it (read back after an unknown outcome). */
-export interface LeaseValue {
-  readonly containerId: string | null;
-  readonly ifname: string | null;
-  readonly netns: string | null;
-  readonly app: string | null;
-  readonly kind: AppKind;
-  readonly createdAt: number;
-  readonly detachedAt: number | null;
-  readonly podUid: string | null;
-  readonly ownerUid: string | null;
-  readonly ordinal: number | null;
-  readonly node: string | null;
-  readonly unit: string;
-}
+export type LeaseValue = Required<Omit<LeaseRecord, 'network' | 'family' | 'ip'>> & { readonly unit: string };
 
 export function encodeLease(lease: LeaseRecord, unit: string): string {
   const value: LeaseValue = {

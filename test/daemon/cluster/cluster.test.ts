@@ -1,6 +1,7 @@
 // Cluster networks across three reservoird "nodes" (in-process, each its own socket, state and
 // node name) on a real three-member etcd: the method holds cluster-wide (issue 11, rules 2-8).
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { main } from '../../../ctl/main.js';
 import { Cleanup } from '../../support/cleanup.js';
 import { describeWithPrereqs } from '../../support/describe-with-prereqs.js';
 import { type EtcdCluster, startEtcdCluster } from '../../support/etcd.js';
@@ -189,5 +190,27 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     }
     expect(a().daemon.cluster!.health().journal.attached).toBe(1);
     expect(c().daemon.cluster!.health().journal.attached).toBe(0);
+  });
+  it('reservoirctl: leases and reserved list show the node; check, release --node and health speak of the cluster', async () => {
+    const ctl = async (socket: string, ...argv: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await main({ argv, stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: { RESERVOIR_SOCKET: socket } });
+      return { code, stdout, stderr };
+    };
+    await addOk(shared(b().socket), { containerId: 'cli1', args: { IP: '10.90.0.50' } });
+    const leases = await ctl(a().socket, 'leases', 'shared');
+    expect(leases.stdout).toMatch(/^IP\s+NETWORK\s+NODE\s+STATE/);
+    expect(leases.stdout).toMatch(/^10\.90\.0\.50\s+shared\s+node-b\s+attached/m);
+    expect((await ctl(c().socket, 'reserved', 'list', 'shared')).stdout).toMatch(/^10\.90\.0\.50\s+10\.90\.0\.50-10\.90\.0\.52\s+db\s+leased\s+node-b\s+cli1\/eth0/m);
+    const check = await ctl(b().socket, 'check');
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toContain('node node-b: 0 orphan(s), 0 lost, 0 conflict(s); 0 change(s) owed');
+    const health = await ctl(b().socket, 'health');
+    expect(health.stdout).toMatch(/etcd\s+.*prefix \/t.*node node-b; following at revision \d+; journal 1 attached, 0 releasing, 0 in conflict; 0 change\(s\) owed/);
+    const release = await ctl(a().socket, 'release', '--node', 'node-b');
+    expect(release.code, release.stderr).toBe(0);
+    expect(release.stdout).toBe('node node-b: released 1 lease(s); 0 stateful IP(s) stay held by their apps\n');
+    expect((await ctl(a().socket, 'release', 'shared')).code).toBe(2);
   });
 }, { timeout: 60_000 });
