@@ -337,7 +337,8 @@ export class SqliteStore implements Store {
   /**
    * Reserved entries per network, sorted by family and start, for reservedCovering: it is probed
    * for every candidate IP of every ADD, and the SQL probe was a fifth of an ADD's time. Cleared
-   * by every reserved write and every rollback; this process is the store's only writer.
+   * by every reserved write and every rollback, of a transaction or of a savepoint (a unit read
+   * inside may have cached what was undone); this process is the store's only writer.
    */
   private readonly reservedByNetwork = new Map<string, ReservedRecord[]>();
   /** onCommit effects of the open transaction, in the order registered. */

@@ -1,6 +1,24 @@
 // What the services need from persistent storage, and nothing about how it is kept. SQLite is
-// the first implementation (sqlite-store.ts); a cluster-wide store can come later behind this.
-// Every method is synchronous and runs inside `transaction`, so a use case commits as one unit.
+// the node's implementation (sqlite-store.ts); a cluster-wide store implements the same interface.
+//
+// The unit of work. A unit is the function given to `transaction` (the write queue gives each
+// request's function to it, inside a `batch`); every other method is synchronous and is called
+// from inside a unit. The contract, which every store keeps and every unit relies on:
+// - consistent view: a unit reads the state as of its start plus its own writes, and nothing any
+//   other unit does meanwhile (reads after writes inside a unit see those writes);
+// - all-or-nothing: its writes commit together or not at all; a unit that throws leaves nothing
+//   but what it gave to `commitRegardless`;
+// - it may run more than once: a store may run it, roll it back and run it again (a conflict
+//   with another writer retries it); test/support/rerun-store.ts makes every unit do so in tests.
+//   So running it twice must have exactly the effect of running it once: a unit changes nothing
+//   outside the store but through `onCommit` (logs: log.ts afterCommit; counts, watchers,
+//   in-memory records), which runs once, after the commit of the attempt that committed, and
+//   never for an attempt rolled back. A `commitRegardless` write of an attempt that is retried is
+//   dropped with it; only the last attempt's is written;
+// - outside a unit, `onCommit` runs its effect at once and `commitRegardless` writes at once.
+// Nested `transaction` calls are savepoints: an inner failure undoes only the inner part. What a
+// unit keeps in memory across attempts must be idempotent and safe to keep after a rollback
+// (CniService's GC watchers, NetnsView's evidence about the filesystem); the rest waits for onCommit.
 import type { Family } from '../src/address.js';
 import type { AppKind } from '../src/config.js';
 import type { Span } from './allocator.js';
@@ -103,7 +121,10 @@ export interface NetworkRecord {
 }
 
 export interface Store {
-  /** Run fn atomically. Nested calls become savepoints: an inner failure undoes only the inner part. */
+  /**
+   * Run the unit fn atomically over a consistent view (see the top of this file); fn may be run
+   * more than once. Nested calls become savepoints: an inner failure undoes only the inner part.
+   */
   transaction<T>(fn: () => T): T;
   /** Like transaction, but for a batch of independent units sharing one commit (group commit). */
   batch(units: ReadonlyArray<() => void>): void;

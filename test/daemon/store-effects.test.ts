@@ -97,4 +97,91 @@ describe('store effects', () => {
     ).toThrow('refused');
     expect(reasons()).toEqual(['refusal']);
   });
+
+  describe('the reserved-entry cache after a rollback', () => {
+    const entry = (start: bigint, end: bigint, group: string | null = null) => ({
+      network: 'n',
+      family: 4 as const,
+      start,
+      end,
+      group,
+      note: null,
+      source: 'operator' as const,
+      entry: `${start}-${end}`,
+      namespaces: null,
+    });
+    const covering = (x: bigint) => store.reservedCovering('n', 4, x);
+    const refused = (fn: () => void) => expect(() => store.transaction(() => (fn(), undefined as never))).toThrow('rolled back');
+    const undone = (fn: () => void) => () => {
+      fn();
+      throw new Error('rolled back');
+    };
+
+    beforeEach(() => {
+      store.putNetwork('n', '{}', 1);
+      store.insertReserved(entry(10n, 19n, 'db'), 1);
+      expect(covering(15n)?.group).toBe('db'); // cached from here on
+    });
+
+    it('forgets an insert, an update and a delete read back inside a transaction that rolled back', () => {
+      refused(undone(() => {
+        store.insertReserved(entry(30n, 39n), 1);
+        expect(covering(35n)).toBeDefined();
+      }));
+      expect(covering(35n)).toBeUndefined();
+      const id = covering(15n)!.id;
+      refused(undone(() => {
+        store.updateReserved(id, { ...entry(12n, 14n, 'web') });
+        expect(covering(10n)).toBeUndefined();
+        expect(covering(13n)?.group).toBe('web');
+      }));
+      expect(covering(10n)?.group).toBe('db');
+      expect(covering(19n)?.group).toBe('db');
+      refused(undone(() => {
+        store.deleteReserved(id);
+        expect(covering(15n)).toBeUndefined();
+      }));
+      expect(covering(15n)?.group).toBe('db');
+      expect(store.listReserved('n').map((r) => [r.start, r.end, r.group])).toEqual([[10n, 19n, 'db']]);
+    });
+
+    it('forgets what a unit of a batch read back when that unit alone rolled back (a savepoint)', () => {
+      const seenByNext: Array<string | undefined> = [];
+      store.batch([
+        () => {
+          try {
+            store.transaction(undone(() => {
+              store.insertReserved(entry(30n, 39n, 'gone'), 1);
+              store.deleteReserved(covering(15n)!.id);
+              expect(covering(35n)?.group).toBe('gone');
+            }));
+          } catch {
+            // this unit rolls back; the batch goes on
+          }
+        },
+        () => store.transaction(() => {
+          seenByNext.push(covering(35n)?.group ?? undefined, covering(15n)?.group ?? undefined);
+          store.insertReserved(entry(50n, 59n, 'kept'), 1);
+          seenByNext.push(covering(55n)?.group ?? undefined);
+        }),
+      ]);
+      expect(seenByNext).toEqual([undefined, 'db', 'kept']);
+      expect([covering(35n), covering(15n)?.group, covering(55n)?.group]).toEqual([undefined, 'db', 'kept']);
+    });
+
+    it('forgets what a batch read back when its commit did not happen', () => {
+      expect(() =>
+        store.batch([
+          () => store.transaction(() => {
+            store.insertReserved(entry(30n, 39n), 1);
+            expect(covering(35n)).toBeDefined();
+          }),
+          () => {
+            throw new Error('rolled back');
+          },
+        ]),
+      ).toThrow('rolled back');
+      expect(covering(35n)).toBeUndefined();
+    });
+  });
 });
