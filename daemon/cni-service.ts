@@ -10,7 +10,7 @@ import type { GcResponse, StatusResponse } from '../src/protocol.js';
 import { allocateNext, placeRequested } from './allocator.js';
 import { describeLease, exclusionsOf, freeReservedIps, holdersBetween, sameGroup } from './holders.js';
 import type { Ledger, RefusedIp, ReleaseReason, Requester } from './ledger.js';
-import type { Logger } from './log.js';
+import { type Logger, afterCommit } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import { fitOf, rangeSetKey } from './network-change.js';
 import type { Networks } from './networks.js';
@@ -26,15 +26,19 @@ export const GC_CHUNK = 500;
 export class CniService {
   /** Per network, the sets of attachments ADDed since each running GC began (see gc). */
   private readonly gcWatchers = new Map<string, Set<Set<string>>>();
+  /** Lines said inside a unit wait for its commit (log.ts, afterCommit). */
+  private readonly log: Logger;
 
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
     private readonly ledger: Ledger,
-    private readonly log: Logger,
+    log: Logger,
     private readonly netns: NetnsView,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.log = afterCommit(store, log);
+  }
 
   add(inv: AddRequest): IpamResult {
     return this.addUndoable(inv).result;
@@ -67,6 +71,7 @@ export class CniService {
       if (claim) this.store.putStatefulSet(claim.record);
       // Leases by the range set that holds their address now, not by where the set once stood.
       // A rolled-back ADD stays in the set: the GC then spares an attachment it could have released, never the reverse.
+      // It is told now, not after the commit: a GC unit later in the same batch must already spare it. Adding twice (a rerun) is adding once.
       this.gcWatchers.get(inv.network)?.forEach((set) => set.add(attachmentKey(containerId, ifname)));
       const leases = new Map<number, LeaseRecord>();
       for (const lease of this.store.leasesOfAttachment(inv.network, containerId, ifname)) {
@@ -234,24 +239,29 @@ export class CniService {
     let after: { family: Family; ip: bigint } | undefined;
     try {
       for (let first = true; ; first = false) {
-        const page = await run(() => {
+        // What a unit counts is its own, added up once it has committed: a unit may run twice.
+        const { page, done, failed } = await run(() => {
           if (first) {
             this.networks.forRequest(inv, this.now());
-            this.watchAdds(inv.network, addedSince, true);
+            this.watchAdds(inv.network, addedSince, true); // idempotent: a second run adds the same set
           }
           const leases = this.store.attachedLeasesAfter(inv.network, after, GC_CHUNK);
+          let done = 0;
+          const failed: string[] = [];
           for (const lease of leases) {
             const key = attachmentKey(lease.containerId!, lease.ifname!);
             if (valid.has(key) || addedSince.has(key)) continue;
             try {
               this.store.transaction(() => this.release(lease, 'gc'));
-              released++;
+              done++;
             } catch (err) {
-              errors.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
+              failed.push(`${formatValue(lease.family, lease.ip)}: ${(err as Error).message}`);
             }
           }
-          return leases;
+          return { page: leases, done, failed };
         });
+        released += done;
+        errors.push(...failed);
         if (page.length < GC_CHUNK) break;
         const last = page[page.length - 1]!;
         after = { family: last.family, ip: last.ip };

@@ -13,7 +13,7 @@ import type { IpamConfig, ReservedSpec } from '../src/config.js';
 import { parseIpamConfigCached } from '../src/config.js';
 import { ReservoirError } from '../src/errors.js';
 import type { CniInvocation } from '../src/invocation.js';
-import type { Logger } from './log.js';
+import { type Logger, afterCommit } from './log.js';
 import { countMisfits } from './misfits.js';
 import { configDifferences, rangeSetKey } from './network-change.js';
 import { describeOverlap, subnetOverlaps } from './overlaps.js';
@@ -30,21 +30,28 @@ export interface StaleRequests {
 
 export class Networks {
   /** Per file-declared network: the last ADD config that differed from the file (in memory: it is about requests, which come again). */
-  private readonly stale = new Map<string, StaleRequests & { readonly json: string }>();
+  private readonly stale = new Map<string, StaleRequests & { readonly json: string; readonly against: string }>();
+  /** Lines said inside a unit wait for its commit (log.ts, afterCommit). */
+  private readonly log: Logger;
 
   /**
    * Per cluster network: how this node's config (file or ADD) disagrees with the pools fixed in
-   * etcd, last seen. Setting it again to what a rerun of the same unit finds is harmless.
+   * etcd, last seen; changed (and logged) once per answered unit (observed).
    */
   private readonly disagreements = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
-    private readonly log: Logger,
+    log: Logger,
     private readonly rules: ReservedRules,
-    /** Told (inside the transaction) when a network is new or reconciling changed its reserved entries. */
+    /**
+     * Told (inside the unit) when a network is new or reconciling changed its reserved entries;
+     * it may run again with the unit, so it changes nothing but through store.onCommit (Ledger.reservedChanged).
+     */
     private readonly reservedChanged: (network: string) => void = () => undefined,
-  ) {}
+  ) {
+    this.log = afterCommit(store, log);
+  }
 
   /** The config that governs a CNI request; registers or updates the network where the rules allow (call inside a transaction). */
   forRequest(inv: Pick<CniInvocation, 'command' | 'network' | 'rawIpam' | 'ipam'>, now: number): IpamConfig {
@@ -80,7 +87,7 @@ export class Networks {
     if (stored && differs && this.disagree(stored, config, `the config file ${file}`)) return parseIpamConfigCached(JSON.parse(stored.ipam));
     // A cluster network's file may sit under another name on another node: that is no change of it.
     if (!stored || differs || (stored.file !== file && config.scope !== 'cluster')) {
-      this.stale.delete(name);
+      this.store.onCommit(() => this.stale.delete(name));
       this.record(name, rawIpam, config, file, stored, now);
     } else this.retryConflicts(stored, config, now);
     return config;
@@ -92,7 +99,7 @@ export class Networks {
       if (network.file === null || declared.has(network.name) || unreadable.has(network.file)) continue;
       if (this.isCluster(network)) continue; // shared: another node's file may declare it
       this.store.putNetwork(network.name, network.ipam, now, null);
-      this.stale.delete(network.name);
+      this.store.onCommit(() => this.stale.delete(network.name));
       this.log.info('network no longer declared by a config file; learned from requests from now on', { network: network.name, file: network.file });
     }
   }
@@ -142,16 +149,27 @@ export class Networks {
     const pools = (config: IpamConfig) => `${config.scope} scope, ranges ${config.rangeSets.map(rangeSetKey).join(' | ')}`;
     const fixed = pools(current);
     const offered = pools(incoming);
+    const name = stored.name;
     if (fixed === offered) {
-      this.disagreements.delete(stored.name);
+      this.observed(() => this.disagreements.delete(name));
       return undefined;
     }
-    const message = `network "${stored.name}" is a cluster network whose pools were fixed when it was first registered (${fixed}); ${source} has ${offered}; make this node's config agree with the other nodes' (reservoirctl usage ${stored.name} shows what is shared)`;
-    if (this.disagreements.get(stored.name) !== message) {
-      this.disagreements.set(stored.name, message);
-      this.log.warn('a cluster network\'s config on this node disagrees with etcd; not allocating from it', { network: stored.name, problem: message });
-    }
+    const message = `network "${name}" is a cluster network whose pools were fixed when it was first registered (${fixed}); ${source} has ${offered}; make this node's config agree with the other nodes' (reservoirctl usage ${name} shows what is shared)`;
+    this.observed(() => {
+      if (this.disagreements.get(name) === message) return;
+      this.disagreements.set(name, message);
+      this.log.warn('a cluster network\'s config on this node disagrees with etcd; not allocating from it', { network: name, problem: message });
+    });
     return message;
+  }
+
+  /**
+   * What a unit found about this node's config that holds whether or not the unit commits (the ADD
+   * it refuses rolls back): recorded once, after the commit of the attempt that is answered, as a
+   * refusal's history is (commitRegardless, then onCommit).
+   */
+  private observed(effect: () => void): void {
+    this.store.commitRegardless(() => this.store.onCommit(effect));
   }
 
   staleRequests(name: string): StaleRequests | undefined {
@@ -193,24 +211,30 @@ export class Networks {
     }
   }
 
+  /**
+   * The ADD's config against the file's: the in-memory record (and its log line) changes once the
+   * ADD has committed, from what the map holds then, so an ADD run twice or rolled back counts once or not at all.
+   */
   private compareWithFile(stored: NetworkRecord, rawIpam: Record<string, unknown>, json: string, now: number): void {
-    const seen = this.stale.get(stored.name);
-    if (stored.ipam === json) {
-      this.stale.delete(stored.name);
-      return;
-    }
-    if (seen?.json === json) {
-      this.stale.set(stored.name, { ...seen, requests: seen.requests + 1, lastSeen: now });
-      return;
-    }
-    const differences = configDifferences(JSON.parse(stored.ipam) as Record<string, unknown>, rawIpam);
-    if (differences.length === 0) {
-      this.stale.delete(stored.name);
-      return;
-    }
+    const name = stored.name;
     const file = stored.file!;
-    this.stale.set(stored.name, { file, differences, requests: 1, lastSeen: now, json });
-    this.log.warn('an ADD carried another config than the network\'s config file; served by the file', { network: stored.name, file, differences });
+    const against = stored.ipam;
+    if (against === json) {
+      this.store.onCommit(() => this.stale.delete(name));
+      return;
+    }
+    // A config seen before against this very file config: its differences are known.
+    const seen = this.stale.get(name);
+    const differences = seen?.json === json && seen.against === against ? seen.differences : configDifferences(JSON.parse(against) as Record<string, unknown>, rawIpam);
+    this.store.onCommit(() => {
+      const last = this.stale.get(name);
+      if (differences.length === 0) this.stale.delete(name);
+      else if (last?.json === json && last.against === against) this.stale.set(name, { ...last, requests: last.requests + 1, lastSeen: now });
+      else {
+        this.stale.set(name, { file, differences, requests: 1, lastSeen: now, json, against });
+        this.log.warn('an ADD carried another config than the network\'s config file; served by the file', { network: name, file, differences });
+      }
+    });
   }
 
   /** Conflicts wait for their holders: try again while there are some (an entry kept only because it was in use goes once they have). */

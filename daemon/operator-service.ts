@@ -23,7 +23,7 @@ import {
 } from '../src/protocol.js';
 import { describeLease, freeReservedIps } from './holders.js';
 import type { Ledger } from './ledger.js';
-import type { Logger } from './log.js';
+import { type Logger, afterCommit } from './log.js';
 import { countMisfits, findMisfits } from './misfits.js';
 import { fitOf } from './network-change.js';
 import type { Networks } from './networks.js';
@@ -36,14 +36,19 @@ export const MAX_FREE_LISTED = 1024;
 export const HOLDERS_RECORDED = 20;
 
 export class OperatorService {
+  /** Lines said inside a unit wait for its commit (log.ts, afterCommit). */
+  private readonly log: Logger;
+
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
     private readonly ledger: Ledger,
     private readonly rules: ReservedRules,
-    private readonly log: Logger,
+    log: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.log = afterCommit(store, log);
+  }
 
   /** Subnets that differently named networks share (see overlaps.ts). */
   overlaps(): SubnetOverlap[] {

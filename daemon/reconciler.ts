@@ -6,7 +6,7 @@
 // a million leases neither blocks ADDs for seconds nor loads every lease into memory.
 import { type Family, formatValue } from '../src/address.js';
 import type { CniService } from './cni-service.js';
-import type { Logger } from './log.js';
+import { type Logger, afterCommit } from './log.js';
 import type { NetnsView } from './netns-view.js';
 import type { Networks } from './networks.js';
 import type { LeaseRecord, Store } from './store.js';
@@ -22,12 +22,14 @@ export class NetnsReconciler {
   private readonly missingSince = new Map<string, number>();
   /** Leases released since start, for the health endpoint and the logs. */
   reclaimed = 0;
+  /** Lines said inside a unit wait for its commit (log.ts, afterCommit). */
+  private readonly log: Logger;
 
   constructor(
     private readonly store: Store,
     private readonly networks: Networks,
     private readonly cni: CniService,
-    private readonly log: Logger,
+    log: Logger,
     private readonly netns: NetnsView,
     private readonly graceMs: number,
     private readonly now: () => number = Date.now,
@@ -39,7 +41,9 @@ export class NetnsReconciler {
     private readonly podPresence?: () => Promise<((lease: LeaseRecord) => boolean) | undefined>,
     /** This node: a cluster network's leases of other nodes are theirs to reclaim. */
     private readonly node?: string,
-  ) {}
+  ) {
+    this.log = afterCommit(store, log);
+  }
 
   /** One pass over every attached lease. Returns how many leases it released. */
   async sweep(run: RunUnit): Promise<number> {
@@ -88,7 +92,8 @@ export class NetnsReconciler {
       const lease = this.store.leaseAt(network, seen.family, seen.ip);
       if (!lease || lease.containerId !== seen.containerId || lease.ifname !== seen.ifname || lease.netns !== seen.netns) continue;
       this.cni.release(lease, 'netns_gone');
-      this.missingSince.delete(`${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`);
+      const key = `${lease.network}|${lease.family}|${lease.ip}|${lease.containerId}`;
+      this.store.onCommit(() => this.missingSince.delete(key));
       released++;
       this.log.info('released a lease whose network namespace is gone', {
         network,
