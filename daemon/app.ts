@@ -66,6 +66,8 @@ export interface DaemonOptions {
   readonly etcd?: EtcdOptions | undefined;
   /** Tests: the etcd connection to use instead of one made from `etcd`. */
   readonly kv?: Kv | undefined;
+  /** Tests, node scope: the store the services and the write queue use, around the SQLite one (test/support/rerun-store.ts runs every unit twice). */
+  readonly wrapStore?: ((store: Store) => Store) | undefined;
 }
 
 export interface Daemon {
@@ -105,7 +107,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // services get the SQLite store itself, with nothing in between.
   let cluster: Cluster | undefined;
   let routing: RoutingStore | undefined;
-  let store: Store = sqlite;
+  let store: Store = options.wrapStore ? options.wrapStore(sqlite) : sqlite;
   if (options.etcd || options.kv) {
     try {
       const kv = options.kv ?? (await connectEtcd(options.etcd!));
@@ -137,7 +139,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const cni = new CniService(store, networks, ledger, log, netns, now);
   const operator = new OperatorService(store, networks, ledger, rules, log, now);
   const metrics = new Metrics(ledger, () => operator.usage(undefined));
-  const queue = new WriteQueue(sqlite, undefined, undefined, (seconds) => metrics.commit(seconds));
+  // Node-scope units commit in the queue's batches, through the services' store (a test's wrapStore included).
+  const queue = new WriteQueue(routing ? sqlite : store, undefined, undefined, (seconds) => metrics.commit(seconds));
   const units = new Units(queue, cluster && { units: cluster.units, routing: routing! });
   const clusterService = cluster && new ClusterService(cluster, store, cni, ledger, log, options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS, now);
 
