@@ -31,10 +31,12 @@ export class Capture {
     return [this.dirty.size, this.effects.length, this.regardless.length, this.history.length];
   }
 
-  /** An inner unit rolled back: what it registered goes (its dirty keys stay: they compare equal and drop out). */
+  /**
+   * An inner unit rolled back: what it registered goes (its dirty keys stay: they compare equal and
+   * drop out), but for its commitRegardless writes: those are for exactly this case (a refusal's history).
+   */
   rollbackTo(mark: [number, number, number, number]): void {
     this.effects.length = mark[1];
-    this.regardless.length = mark[2];
     this.history.length = mark[3];
   }
 }
