@@ -195,6 +195,12 @@ export class RerunStore implements Store {
   appendHistory(event: Omit<HistoryRecord, 'id'>): number {
     return this.inner.appendHistory(event);
   }
+  historyId(id: number): number {
+    return this.inner.historyId ? this.inner.historyId(id) : id;
+  }
+  refusalRestsOn(network: string, ips: ReadonlyArray<{ family: Family; ip: bigint }>): void {
+    this.inner.refusalRestsOn?.(network, ips);
+  }
   history(network: string | undefined, ip: { family: Family; ip: bigint } | undefined, limit: number, before?: number): HistoryRecord[] {
     return this.inner.history(network, ip, limit, before);
   }
