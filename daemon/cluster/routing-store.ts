@@ -60,6 +60,8 @@ export class RoutingStore implements Store {
   capture: Capture | undefined;
   /** Round-robin cursors of cluster networks: this node's own (they spread nodes over a range). */
   private readonly cursors = new Map<string, bigint>();
+  /** Per cluster network: where this node's round-robin starts anew after it lost a race for an IP. */
+  private readonly salts = new Map<string, string>();
   private placeholder = 0;
   private readonly resolved = new Map<number, number>();
 
@@ -291,7 +293,17 @@ export class RoutingStore implements Store {
   getCursor(network: string, setKey: string): bigint | undefined {
     if (!this.isCluster(network) && this.capture?.network !== network) return this.local.getCursor(network, setKey);
     const key = `${network}\u0000${setKey}`;
-    return this.capture?.cursors.get(key) ?? this.cursors.get(key) ?? seededCursor(setKey, this.node);
+    return this.capture?.cursors.get(key) ?? this.cursors.get(key) ?? seededCursor(setKey, `${this.node}${this.salts.get(network) ?? ''}`);
+  }
+
+  /**
+   * This node lost a race for an IP of the network: another node allocates next to its cursor.
+   * Start again at a random point of each range set, away from the other's frontier (in a
+   * sparse network two nodes then rarely meet again; in a full one they still find what is free).
+   */
+  scatterCursors(network: string): void {
+    for (const key of [...this.cursors.keys()]) if (key.startsWith(`${network}\u0000`)) this.cursors.delete(key);
+    this.salts.set(network, `#${Math.random().toString(36).slice(2)}`);
   }
 
   setCursor(network: string, setKey: string, family: Family, ip: bigint): void {
@@ -403,6 +415,13 @@ export function seededCursor(setKey: string, node: string): bigint | undefined {
     if (size <= 1n) return undefined;
     let hash = 2166136261;
     for (let i = 0; i < node.length; i++) hash = Math.imul(hash ^ node.charCodeAt(i), 16777619) >>> 0;
+    // FNV-1a alone puts names that differ in their last letter (node-1, node-2) close together: mix
+    hash ^= hash >>> 16;
+    hash = Math.imul(hash, 0x85ebca6b) >>> 0;
+    hash ^= hash >>> 13;
+    hash = Math.imul(hash, 0xc2b2ae35) >>> 0;
+    hash ^= hash >>> 16;
+    hash >>>= 0;
     return start + (BigInt(hash) % size);
   } catch {
     return undefined;

@@ -61,7 +61,7 @@ const MAX_UNITS_PER_BATCH = 64;
 const DEFAULT_TXN_MS = 4_000;
 /** What the daemon keeps of the caller's deadline for the journal write and the answer. */
 const ANSWER_MARGIN_MS = 250;
-const MAX_ATTEMPTS = 8;
+const MAX_ATTEMPTS = 12;
 /** A unit whose caller gives up sooner than this is not started (answered 11). */
 const MIN_TXN_MS = 30;
 
@@ -172,6 +172,7 @@ export class ClusterUnits {
         const result = await this.kv.txn(plan.compares, plan.writes, plan.reads, deadline);
         if (!result.succeeded) {
           this.stats.conflicts++;
+          if (lostLeaseRace(plan, result.current, this.layout)) this.routing.scatterCursors(network);
           this.refresh(plan.reads, result.current, result.revision);
           if (attempt >= MAX_ATTEMPTS) return this.settleContended(items);
           await this.caughtUp(result.revision);
@@ -490,6 +491,12 @@ export class ClusterUnits {
       item.reject(new ReservoirError('TRY_AGAIN_LATER', `the cluster network changed under this request ${MAX_ATTEMPTS} times in a row (other nodes claiming the same IPs); nothing was leased or changed; try again`));
     }
   }
+}
+
+/** Whether a failed transaction found one of the IPs it would claim taken meanwhile (another node allocates there). */
+function lostLeaseRace(plan: Plan, current: ReadonlyArray<{ key: string }>, layout: KeyLayout): boolean {
+  const claimed = new Set(plan.writes.flatMap((w) => ('put' in w && plan.before.get(w.put) === null && layout.parse(w.put)?.kind === 'lease' ? [w.put] : [])));
+  return current.some((entry) => claimed.has(entry.key));
 }
 
 /** A refusal that the state decided (reservoir's own codes: in use, exhausted, ...), not the request's form. */
