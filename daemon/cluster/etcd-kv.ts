@@ -118,6 +118,14 @@ class EtcdKv implements Kv {
     watcher.on('error', (err: Error) => {
       if (!closed) onError(err);
     });
+    // The client would resume on its own, after a backoff of its own choosing, and say nothing
+    // meanwhile: a copy must not go stale silently. The caller reloads and watches anew.
+    watcher.on('disconnected', (err: Error) => {
+      if (closed) return;
+      closed = true;
+      void watcher.cancel().catch(() => undefined);
+      onError(err instanceof Error ? err : new Error(String(err)));
+    });
     return {
       close: () => {
         closed = true;

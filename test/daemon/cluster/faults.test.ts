@@ -110,7 +110,14 @@ describeWithPrereqs('cluster networks under faults', ['etcd', 'openssl'], () => 
     await etcd.restart(others[0]!);
     await etcd.restart(others[1]!);
     await etcd.waitHealthy(30_000);
-    await waitFor(async () => ((await leasesOf(b!.socket, 'cnet')).some((l) => l.containerId === 'kept') ? undefined : true), 20_000, 'the release taken while etcd was away reaches etcd');
+    await waitFor(
+      async () => {
+        const seen = (await leasesOf(b!.socket, 'cnet')).map((l) => l.containerId);
+        return seen.includes('checked') && !seen.includes('kept') ? true : undefined;
+      },
+      20_000,
+      'the release taken while etcd was away reaches etcd, and the other node sees it',
+    );
     const leases = await leasesOf(b!.socket, 'cnet');
     expect(leases.map((l) => l.containerId).sort()).toEqual(['checked']);
     // and ADD works again, on both nodes
