@@ -26,7 +26,7 @@ import { Cluster } from './cluster/cluster.js';
 import { ClusterService } from './cluster/cluster-service.js';
 import { connectEtcd } from './cluster/etcd-kv.js';
 import type { EtcdOptions, Kv } from './cluster/kv.js';
-import { RoutingStore, unitLogger } from './cluster/routing-store.js';
+import { RoutingStore } from './cluster/routing-store.js';
 import { Units } from './units.js';
 
 export const VERSION = '0.1.0';
@@ -91,17 +91,17 @@ export interface Daemon {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
-  const daemonLog = options.log ?? silentLogger;
+  const log = options.log ?? silentLogger;
   const now = options.now ?? Date.now;
   // The plugin goes in before the socket is served and the conflist after: a runtime that finds
   // the conflist (containerd then reports the network ready) finds a plugin and a daemon too.
   if (options.installCni) {
-    for (const path of await installPluginFiles(options.installCni.fromDir, options.installCni.binDir)) daemonLog.info('installed', { path });
+    for (const path of await installPluginFiles(options.installCni.fromDir, options.installCni.binDir)) log.info('installed', { path });
   }
   if (options.installConflist && !options.cniConfDir) throw new InstallError('installConflist needs a cniConfDir to install into');
   mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const sqlite = SqliteStore.open({ path: options.dbPath, ...(options.nativeBinding ? { nativeBinding: options.nativeBinding } : {}) });
-  await removeLeftoverBackups(options.stateDir).catch((err: unknown) => daemonLog.warn('could not remove leftover backup copies', { error: String(err) }));
+  await removeLeftoverBackups(options.stateDir).catch((err: unknown) => log.warn('could not remove leftover backup copies', { error: String(err) }));
   const node = options.nodeName ?? hostname();
   // Cluster networks read from a copy of etcd and write through it (cluster/); without etcd the
   // services get the SQLite store itself, with nothing in between.
@@ -116,7 +116,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         options.etcd ?? { endpoints: [], prefix: '/reservoir' },
         sqlite,
         (mirror) => (routing = new RoutingStore(sqlite, mirror, node)),
-        daemonLog,
+        log,
         node,
         (network) => ledger.recount(network),
         options.nativeBinding,
@@ -128,8 +128,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   }
   const ledger = new Ledger(store, node, now);
-  // Cluster units may run more than once (a lost race runs again): the services log after the run that is answered.
-  const log = routing ? unitLogger(daemonLog, routing) : daemonLog;
+
   const rules = new ReservedRules(store);
   const networks = new Networks(store, log, rules, (network) => ledger.reservedChanged(network));
   // Without a config directory no file governs a network (one that did when the daemon last ran is learned from requests now).

@@ -8,7 +8,6 @@ import { parseIp } from '../../src/address.js';
 import { ReservoirError } from '../../src/errors.js';
 import type { Span } from '../allocator.js';
 import type { HistoryRecord, LeaseBinding, LeasePosition, LeaseRecord, NetworkRecord, ReservedRecord, StatefulSetRecord, Store } from '../store.js';
-import type { Logger } from '../log.js';
 import type { Mirror } from './mirror.js';
 
 /** What one run of a cluster batch wrote, besides the mirror rows: applied after the etcd commit. */
@@ -26,8 +25,6 @@ export class Capture {
   /** History lines, with their placeholder ids (negative), written to SQLite after the commit. */
   readonly history: Array<{ placeholder: number; line: Omit<HistoryRecord, 'id'> }> = [];
   readonly cursors = new Map<string, bigint>();
-  /** Log lines of this run, kept through inner rollbacks (a refusal logs, then throws): written once, for the run that is answered. */
-  readonly logs: Array<() => void> = [];
   /** Lease keys that refusals of this run rested on (read afresh before a refusal is answered). */
   readonly consulted = new Set<string>();
 
@@ -43,20 +40,6 @@ export class Capture {
     this.effects.length = mark[1];
     this.history.length = mark[3];
   }
-}
-
-/**
- * The services' logger on a daemon with cluster networks: a line logged inside a cluster unit is
- * held until that unit's run is the one answered (a run that lost a race and ran again logs
- * nothing); elsewhere it is written at once.
- */
-export function unitLogger(log: Logger, routing: RoutingStore): Logger {
-  const level = (name: keyof Logger) => (msg: string, fields?: Record<string, unknown>) => {
-    const capture = routing.capture;
-    if (capture) capture.logs.push(() => log[name](msg, fields));
-    else log[name](msg, fields);
-  };
-  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error') };
 }
 
 export class RoutingStore implements Store {

@@ -459,7 +459,6 @@ export class ClusterUnits {
   private settle(network: string, items: readonly Pending[], plan: Plan, revision: number | undefined): void {
     if (revision === undefined) this.writeRegardless(plan);
     else this.stats.units += items.length;
-    for (const line of plan.capture.logs) line();
     for (const effect of plan.capture.effects) {
       try {
         effect();
