@@ -99,6 +99,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
   apt_get update -qq
   apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # A test package that starts a service the tests do not use (etcd-server: an etcd on
+  # localhost:2379) has it stopped and disabled when this run installed it (one list, in
+  # scripts/test-prereqs.mjs QUIET_SERVICES); node came with npm above.
+  ! $test_deps || node "$HERE/scripts/test-prereqs.mjs" --quiet-services "${need[@]}" | sed 's/^npm test: /install.sh: /'
 fi
 
 cd "$HERE"

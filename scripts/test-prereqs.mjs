@@ -41,6 +41,38 @@ export function installAdvice(missing) {
   );
 }
 
+/**
+ * Test packages whose Debian package starts a system service on install that the tests do not
+ * use: etcd-server starts a single-member etcd on localhost:2379/2380, while the tests start
+ * their own members on random free ports (test/support/etcd.ts). Where install.sh or `npm test`
+ * has just installed such a package (for the tests only), its service is stopped and disabled;
+ * a package that was there before is left as it was.
+ */
+export const QUIET_SERVICES = { 'etcd-server': 'etcd' };
+
+/** The services to stop and disable after `installed` (package names) were installed. */
+export function servicesToQuiet(installed) {
+  return installed.filter((pkg) => Object.hasOwn(QUIET_SERVICES, pkg)).map((pkg) => QUIET_SERVICES[pkg]);
+}
+
+/** Stop and disable each service: systemd where it is PID 1, else the SysV script. Best effort. */
+export function quietServices(services) {
+  const systemd = (() => {
+    try {
+      return readFileSync('/proc/1/comm', 'utf8').trim() === 'systemd';
+    } catch {
+      return false;
+    }
+  })();
+  for (const service of services) {
+    const steps = systemd
+      ? [['systemctl', ['disable', '--now', `${service}.service`]]]
+      : [['invoke-rc.d', [service, 'stop']], ['update-rc.d', [service, 'disable']]];
+    for (const [cmd, args] of steps) spawnSync(cmd, args, { stdio: 'ignore' });
+    console.log(`npm test: stopped and disabled the ${service} service its package started (the tests run their own)`);
+  }
+}
+
 const APT = ['-y', '-qq', '-o', 'DPkg::Lock::Timeout=600', '--no-install-recommends'];
 
 function main() {
@@ -65,7 +97,13 @@ function main() {
       return 1;
     }
   }
+  quietServices(servicesToQuiet(missing));
   return 0;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) process.exitCode = main();
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  // install.sh: `node scripts/test-prereqs.mjs --quiet-services PKG...` after it installed PKG...
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--quiet-services') quietServices(servicesToQuiet(argv.slice(1)));
+  else process.exitCode = main();
+}

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { PACKAGE_LIST, installAdvice, missingPackages, parsePackageList } from '../../scripts/test-prereqs.mjs';
+import { PACKAGE_LIST, QUIET_SERVICES, installAdvice, missingPackages, parsePackageList, servicesToQuiet } from '../../scripts/test-prereqs.mjs';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -18,6 +18,18 @@ describe('parsePackageList', () => {
     const list = parsePackageList(readFileSync(PACKAGE_LIST, 'utf8'));
     for (const pkg of ['golang-go', 'golang-github-appc-cni-dev', 'iputils-ping', 'e2fsprogs', 'util-linux']) expect(list).toContain(pkg);
     expect(new Set(list).size).toBe(list.length);
+  });
+});
+
+describe('servicesToQuiet', () => {
+  it("names the service of a just-installed test package the tests do not use (Debian's etcd on 2379), nothing else", () => {
+    expect(servicesToQuiet(['golang-go', 'etcd-server', 'openssl'])).toEqual(['etcd']);
+    expect(servicesToQuiet(['golang-go'])).toEqual([]);
+  });
+
+  it('only for packages of the list', () => {
+    const list = parsePackageList(readFileSync(PACKAGE_LIST, 'utf8'));
+    for (const pkg of Object.keys(QUIET_SERVICES)) expect(list).toContain(pkg);
   });
 });
 
