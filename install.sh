@@ -154,6 +154,8 @@ ln -f "$LIB_DIR/reservoird" "$LIB_DIR/reservoirctl.new.$$" && mv -f "$LIB_DIR/re
 put build/bin/better_sqlite3.node "$LIB_DIR/better_sqlite3.node" 0644
 # The Kubernetes client, loaded by reservoird from beside itself only with --kubeconfig or in a pod.
 put build/bin/kube-client.cjs "$LIB_DIR/kube-client.cjs" 0644
+# The etcd client, loaded by reservoird from beside itself only with --etcd-endpoints.
+put build/bin/etcd-client.cjs "$LIB_DIR/etcd-client.cjs" 0644
 # The plugin loads its socket transport from beside itself: the addon goes in first.
 put build/bin/reservoir_call.node "$CNI_BIN_DIR/reservoir_call.node" 0644
 put build/bin/reservoir "$CNI_BIN_DIR/reservoir" 0755

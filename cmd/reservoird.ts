@@ -1,6 +1,7 @@
 // The daemon executable: flags and environment in, startDaemon, signals wired. Nothing else.
 import { getgrnam } from '../daemon/group.js';
 import { startDaemon } from '../daemon/app.js';
+import { etcdSelfTest } from '../daemon/cluster/etcd-client.js';
 import { parseDaemonFlags } from '../daemon/flags.js';
 import { createLogger } from '../daemon/log.js';
 
@@ -35,7 +36,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-main().catch((err: unknown) => {
+/** Not a user interface: proves a packaged reservoird loads the etcd client and reaches etcd (test/e2e/etcd-client.test.ts). */
+async function selfTest(endpoints: string): Promise<void> {
+  process.stdout.write(`${JSON.stringify(await etcdSelfTest(endpoints))}\n`);
+  process.exit(0);
+}
+
+const selfTestEndpoints = process.env.RESERVOIR_ETCD_SELFTEST;
+(selfTestEndpoints ? selfTest(selfTestEndpoints) : main()).catch((err: unknown) => {
   process.stderr.write(`reservoird: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -12,7 +12,10 @@
 //
 // @kubernetes/client-node (17 MB bundled as the others are, 6 MB minified) stays out of the three bundles: reservoird loads it
 // only when the Kubernetes integration is on (daemon/kube/load.ts), from dist/kube-client.cjs,
-// bundled here on its own, so a daemon without Kubernetes never parses it at start-up.
+// bundled here on its own, so a daemon without Kubernetes never parses it at start-up. The etcd
+// client (etcd3 with grpc-js and protobufjs) likewise goes into dist/etcd-client.cjs, loaded only
+// by a daemon given --etcd-endpoints (daemon/cluster/etcd-client.ts); its .proto service
+// definitions, which etcd3 reads from disk beside its sources, are inlined (etcdProtoInline).
 //
 // The plugin (dist/reservoir.cjs) is started for every pod, so after bundling we read esbuild's
 // metafile and warn about any node_modules package in it other than ipaddr.js.
@@ -37,6 +40,9 @@ export const PLUGIN_ALLOWED_PACKAGES = ['ipaddr.js'];
 /** Loaded at run time by daemon/kube/load.ts, from its own bundle beside the daemon. */
 export const KUBE_CLIENT_PACKAGE = '@kubernetes/client-node';
 export const KUBE_CLIENT_FILE = 'kube-client.cjs';
+/** Loaded at run time by daemon/cluster/etcd-client.ts, from its own bundle beside the daemon. */
+export const ETCD_CLIENT_PACKAGE = 'etcd3';
+export const ETCD_CLIENT_FILE = 'etcd-client.cjs';
 
 // esbuild empties import.meta in CommonJS output. Sources (and yargs 18, which calls
 // fileURLToPath(import.meta.url) at load time) get the bundle's own location instead.
@@ -68,8 +74,7 @@ export function esbuildOptions(overrides = {}) {
     // lets entry files outside the project (stand-ins) resolve this project's dependencies
     nodePaths: [join(ROOT, 'node_modules')],
     metafile: true,
-    external: [KUBE_CLIENT_PACKAGE],
-    plugins: [etcdProtoInline],
+    external: [KUBE_CLIENT_PACKAGE, ETCD_CLIENT_PACKAGE],
     logLevel: 'silent', // we print errors and warnings ourselves
     absWorkingDir: ROOT,
     ...overrides,
@@ -77,22 +82,26 @@ export function esbuildOptions(overrides = {}) {
 }
 
 /**
- * The etcd3 client reads its .proto files from beside its own source when loaded; a bundle (and
- * the single executable made of it) has no such files. The service definitions go into the
- * bundle instead, parsed here with the client's own protobufjs and loaded with proto-loader's
- * fromJSON, with the same options.
+ * etcd3 (1.1.2) builds its gRPC services at load time from proto/rpc.proto beside its own
+ * lib/: `loadSync(\`${__dirname}/../proto/rpc.proto\`, options)`. A bundle (and the single
+ * executable that embeds the daemon) has no such file, so the definitions are parsed here, at
+ * build time, with the protobufjs that etcd3's proto-loader uses (keepCase, as loadSync would),
+ * and handed to proto-loader's fromJSON with the same options. Another etcd3 version that loads
+ * them differently fails the build here rather than the daemon at run time.
  */
 const etcdProtoInline = {
   name: 'etcd-proto-inline',
   setup(build) {
-    build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
       const source = readFileSync(args.path, 'utf8');
       const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`,';
-      if (!source.includes(call)) throw new Error(`${args.path}: the etcd3 client no longer loads proto/rpc.proto as this build expects; update etcdProtoInline (scripts/build.mjs)`);
+      if (!source.includes(call)) {
+        throw new BuildError(`${args.path} does not load proto/rpc.proto as etcdProtoInline (scripts/build.mjs) expects: update it for this etcd3`);
+      }
       const fromEtcd = createRequire(args.path);
-      const protobuf = fromEtcd(fromEtcd.resolve('protobufjs', { paths: [dirname(fromEtcd.resolve('@grpc/proto-loader'))] }));
-      const root = new protobuf.Root();
-      root.loadSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+      const fromLoader = createRequire(fromEtcd.resolve('@grpc/proto-loader'));
+      const protobuf = fromLoader('protobufjs');
+      const root = new protobuf.Root().loadSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
       const json = JSON.stringify(root.toJSON({ keepComments: false }));
       return { contents: source.replace(call, `(0, proto_loader_1.fromJSON)(${json},`), loader: 'js' };
     });
@@ -146,7 +155,7 @@ function externalFromProject(names) {
  */
 export async function bundleFile({ entry, outfile, external = [] }) {
   try {
-    const plugins = [importMetaPerSource, etcdProtoInline, externalFromProject(external)];
+    const plugins = [importMetaPerSource, externalFromProject(external)];
     const result = await esbuild.build(esbuildOptions({ entryPoints: [entry], outfile, plugins, banner: {}, define: {}, sourcemap: false, write: false }));
     writeOutputs(result.outputFiles);
   } catch (err) {
@@ -244,6 +253,8 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
   }
   const kubeClient = names.includes('reservoird') ? await buildKubeClient(outdir) : undefined;
   if (kubeClient) log(`  ${relative(ROOT, kubeClient).padEnd(22)} ${kib(statSync(kubeClient).size).padStart(10)}   ${KUBE_CLIENT_PACKAGE}, loaded by reservoird only with Kubernetes`);
+  const etcdClient = names.includes('reservoird') ? await buildEtcdClient(outdir) : undefined;
+  if (etcdClient) log(`  ${relative(ROOT, etcdClient).padEnd(22)} ${kib(statSync(etcdClient).size).padStart(10)}   ${ETCD_CLIENT_PACKAGE}, loaded by reservoird only with --etcd-endpoints`);
   // The plugin's socket transport sits beside the bundle (src/native-call.ts looks for it there).
   const nativeCall = join(outdir, NATIVE_CALL_FILE);
   try {
@@ -252,18 +263,19 @@ export async function buildBundles({ entryDir = join(ROOT, 'cmd'), outdir = join
     throw new BuildError(err.message);
   }
   log(`  ${relative(ROOT, nativeCall).padEnd(22)} ${kib(statSync(nativeCall).size).padStart(10)}   native/unix-call.c`);
-  return { outputs, nativeCall, kubeClient, metafile: result.metafile };
+  return { outputs, nativeCall, kubeClient, etcdClient, metafile: result.metafile };
 }
 
-/** @kubernetes/client-node as one CommonJS file of its own (outdir/kube-client.cjs). */
-export async function buildKubeClient(outdir) {
-  const outfile = join(outdir, KUBE_CLIENT_FILE);
+/** One npm package as a CommonJS file of its own (outdir/file), for the daemon to load lazily. */
+async function buildClientBundle(outdir, pkg, file, plugins = []) {
+  const outfile = join(outdir, file);
   try {
     const result = await esbuild.build(
       esbuildOptions({
-        stdin: { contents: `export * from '${KUBE_CLIENT_PACKAGE}';`, resolveDir: ROOT, loader: 'js', sourcefile: 'kube-client.js' },
+        stdin: { contents: `export * from '${pkg}';`, resolveDir: ROOT, loader: 'js', sourcefile: file.replace(/\.cjs$/, '.js') },
         outfile,
         external: [],
+        plugins,
         sourcemap: false,
         metafile: false,
         minifyWhitespace: true, // never read by people; fewer bytes to parse when loaded
@@ -272,10 +284,20 @@ export async function buildKubeClient(outdir) {
     );
     writeOutputs(result.outputFiles);
   } catch (err) {
-    if (err?.errors?.length) throw new BuildError(`esbuild failed (${KUBE_CLIENT_FILE}):\n${formatMessages('error', err.errors)}`);
+    if (err?.errors?.length) throw new BuildError(`esbuild failed (${file}):\n${formatMessages('error', err.errors)}`);
     throw err;
   }
   return outfile;
+}
+
+/** @kubernetes/client-node as one CommonJS file of its own (outdir/kube-client.cjs). */
+export function buildKubeClient(outdir) {
+  return buildClientBundle(outdir, KUBE_CLIENT_PACKAGE, KUBE_CLIENT_FILE);
+}
+
+/** etcd3, with grpc-js and its service definitions inlined, as one CommonJS file (outdir/etcd-client.cjs). */
+export function buildEtcdClient(outdir) {
+  return buildClientBundle(outdir, ETCD_CLIENT_PACKAGE, ETCD_CLIENT_FILE, [etcdProtoInline]);
 }
 
 async function main() {

@@ -13,6 +13,8 @@
 //   build/bin/better_sqlite3.node   better-sqlite3's addon; install it beside reservoird
 //   build/bin/kube-client.cjs       @kubernetes/client-node, which reservoird loads from beside itself
 //                                   only when the Kubernetes integration is on
+//   build/bin/etcd-client.cjs       etcd3 (grpc-js), which reservoird loads from beside itself only
+//                                   with --etcd-endpoints (cluster networks)
 //   build/bin/reservoir_call.node   the plugin's socket transport (native/unix-call.c); install it
 //                                   beside reservoir (without it the plugin uses node:net, ~10 ms slower)
 //   build/sea/               sea-config, blob and dispatcher bundle per executable (intermediate)
@@ -62,7 +64,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
-import { BuildError, ENTRIES, KUBE_CLIENT_FILE, ROOT, buildBundles, entryDirFrom, esbuildOptions } from './build.mjs';
+import { BuildError, ENTRIES, ETCD_CLIENT_FILE, KUBE_CLIENT_FILE, ROOT, buildBundles, entryDirFrom, esbuildOptions } from './build.mjs';
 import { compilePlugin } from './bun.mjs';
 import { NATIVE_CALL_FILE, addonInitialised } from './native.mjs';
 
@@ -238,13 +240,13 @@ const LAYOUTS = {
 /**
  * Where the files of build/bin (default layout) are installed, listed once for every recipe that
  * copies them (scripts/image.mjs): `plugin` into the CNI bin dir, what the plugin loads from
- * beside itself before the plugin; `daemon` beside reservoird, which loads its addon and the
- * Kubernetes client from there;
+ * beside itself before the plugin; `daemon` beside reservoird, which loads its addon, the
+ * Kubernetes client and the etcd client from there;
  * `aliases` are further names of an executable (hardlinks in build/bin).
  */
 export const INSTALLED_FILES = {
   plugin: [NATIVE_CALL_FILE, 'reservoir'],
-  daemon: ['reservoird', ADDON_NAME, KUBE_CLIENT_FILE],
+  daemon: ['reservoird', ADDON_NAME, KUBE_CLIENT_FILE, ETCD_CLIENT_FILE],
   aliases: Object.fromEntries(LAYOUTS.shared.flatMap(([file, commands]) => commands.slice(1).map((alias) => [alias, file]))),
 };
 /** Every file the default layout leaves in build/bin must be in INSTALLED_FILES, or an image or installer built from the list would lack it. */
@@ -407,10 +409,13 @@ async function main() {
   if (!existsSync(nativeCall)) throw new Fail(`${rel(nativeCall)} is missing; run npm run build`);
   const kubeClient = join(dirname(bundles.reservoir), KUBE_CLIENT_FILE);
   if (!existsSync(kubeClient)) throw new Fail(`${rel(kubeClient)} is missing; run npm run build`);
+  const etcdClient = join(dirname(bundles.reservoir), ETCD_CLIENT_FILE);
+  if (!existsSync(etcdClient)) throw new Fail(`${rel(etcdClient)} is missing; run npm run build`);
   for (const [from, name] of [
     [addon, ADDON_NAME],
     [nativeCall, NATIVE_CALL_FILE],
     [kubeClient, KUBE_CLIENT_FILE],
+    [etcdClient, ETCD_CLIENT_FILE],
   ]) {
     // new inode via rename: a process that has the old file mapped is not affected
     copyFileSync(from, join(BIN, `${name}.tmp`));
@@ -423,7 +428,7 @@ async function main() {
   smokeTest();
 
   log('result:');
-  for (const f of [...ENTRIES, ADDON_NAME, NATIVE_CALL_FILE, KUBE_CLIENT_FILE].map((n) => join(BIN, n))) {
+  for (const f of [...ENTRIES, ADDON_NAME, NATIVE_CALL_FILE, KUBE_CLIENT_FILE, ETCD_CLIENT_FILE].map((n) => join(BIN, n))) {
     const st = statSync(f);
     console.log(`  ${rel(f).padEnd(34)} ${mib(st.size).padStart(10)}  links=${st.nlink}  sha256=${sha256(f).slice(0, 16)}`);
   }

@@ -25,6 +25,8 @@ export const SQLITE_ADDON = 'better_sqlite3.node';
 export const NATIVE_CALL_ADDON = 'reservoir_call.node';
 /** The Kubernetes client, beside reservoird: loaded only with --kubeconfig or in a pod. */
 export const KUBE_CLIENT = 'kube-client.cjs';
+/** The etcd client, beside reservoird: loaded only with --etcd-endpoints. */
+export const ETCD_CLIENT = 'etcd-client.cjs';
 /** Sources whose change makes build/bin stale. */
 const SOURCE_DIRS = ['src', 'cmd', 'daemon', 'ctl', 'native'];
 const PACKAGE_LOCK = join(REPO_ROOT, 'build', '.e2e-package.lock');
@@ -42,7 +44,7 @@ function newestMtime(dir: string): number {
 
 /** Why build/bin must be (re)built, or undefined when it is up to date. */
 export function packagingStaleReason(): string | undefined {
-  const files = [...EXECUTABLES, SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT].map((n) => join(BUILD_BIN, n));
+  const files = [...EXECUTABLES, SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT, ETCD_CLIENT].map((n) => join(BUILD_BIN, n));
   const missing = files.filter((f) => !existsSync(f));
   if (missing.length > 0) return `missing ${missing.join(', ')}`;
   const oldest = Math.min(...EXECUTABLES.map((n) => statSync(join(BUILD_BIN, n)).mtimeMs));
@@ -162,7 +164,7 @@ export function snapshotBinaries(dir: string): string {
   }
   // copied, not linked: package.mjs rewrites the addons in place (copyFileSync), which must not
   // touch a file mapped by our running daemon
-  for (const addon of [SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT]) copyFileSync(join(BUILD_BIN, addon), join(bin, addon));
+  for (const addon of [SQLITE_ADDON, NATIVE_CALL_ADDON, KUBE_CLIENT, ETCD_CLIENT]) copyFileSync(join(BUILD_BIN, addon), join(bin, addon));
   return bin;
 }
 

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { compilePlugin } from '../../scripts/bun.mjs';
-import { KUBE_CLIENT_FILE, ROOT, buildBundles } from '../../scripts/build.mjs';
+import { ETCD_CLIENT_FILE, KUBE_CLIENT_FILE, ROOT, buildBundles } from '../../scripts/build.mjs';
 import { NATIVE_CALL_FILE } from '../../scripts/native.mjs';
 
 export { ROOT };
@@ -21,6 +21,8 @@ export const DAEMON_BUNDLE = join(BUNDLE_DIR, 'reservoird.cjs');
 export const NATIVE_CALL = join(BUNDLE_DIR, NATIVE_CALL_FILE);
 /** Beside the daemon bundle, as packaged: reservoird loads the Kubernetes client from there. */
 export const KUBE_CLIENT = join(BUNDLE_DIR, KUBE_CLIENT_FILE);
+/** Beside the daemon bundle, as packaged: reservoird loads the etcd client from there. */
+export const ETCD_CLIENT = join(BUNDLE_DIR, ETCD_CLIENT_FILE);
 
 export async function buildTestBundles(): Promise<{ plugin: string; daemon: string }> {
   await buildBundles({ outdir: BUNDLE_DIR, names: ['reservoir', 'reservoird'], log: () => undefined });
@@ -32,7 +34,7 @@ let building: Promise<unknown> | undefined;
 
 /** Build unless global setup already did (running one file with a bare `vitest run FILE`). */
 export function bundlesReady(): Promise<unknown> {
-  if ([PLUGIN_BUNDLE, PLUGIN_EXE, DAEMON_BUNDLE, NATIVE_CALL, KUBE_CLIENT].every((f) => existsSync(f)) && process.env.RESERVOIR_TEST_BUNDLES === '1') return Promise.resolve();
+  if ([PLUGIN_BUNDLE, PLUGIN_EXE, DAEMON_BUNDLE, NATIVE_CALL, KUBE_CLIENT, ETCD_CLIENT].every((f) => existsSync(f)) && process.env.RESERVOIR_TEST_BUNDLES === '1') return Promise.resolve();
   building ??= buildTestBundles();
   return building;
 }
