@@ -2,7 +2,8 @@
 // reservoir's benchmark suite: `npm run bench` (as root, for the namespace storm).
 //
 //   BENCH_QUICK=1   fewer repeats (a minute or two instead of several)
-//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm, observe, cluster
+//   BENCH_ONLY=a,b  run only these sections: floor, throughput, scale, race, storm, observe, cluster,
+//                   cluster-floor (the raw etcd floor of cluster alone: no daemon, nothing packaged)
 //   BENCH_BIN=DIR   use already packaged executables (DIR/reservoir, DIR/reservoird and their
 //                   addons, e.g. build/bin) instead of packaging the current
 //                   sources privately into a temp dir with scripts/package.mjs's own recipe
@@ -32,7 +33,7 @@ import { cniBody, median, percentile, rawRequest } from './http.mjs';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
-const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe', 'cluster'];
+const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe', 'cluster', 'cluster-floor'];
 const N = {
   floorRepeats: QUICK ? 15 : 120,
   tputRepeats: QUICK ? 1 : 5,
@@ -58,6 +59,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'reservoir-bench-'));
 const daemons = new Set();
 const seaNames = [];
 let cleanupNetns; // a test/support/cleanup.ts Cleanup while the storm runs
+let cleanupCluster; // and one while the cluster floor runs alone (its etcd members, their data)
 let h; // bench/helpers.ts, bundled (loadHelpers)
 
 function log(msg) {
@@ -81,7 +83,7 @@ function row(section, metric, value, unit, target, note = '') {
 
 /** Bundle bench/helpers.ts (and what it imports: test support, store, services) to one CJS file. */
 async function loadHelpers() {
-  const out = await bundleFile({ entry: join(ROOT, 'bench', 'helpers.ts'), outfile: join(tmp, 'helpers.cjs'), external: ['esbuild'] });
+  const out = await bundleFile({ entry: join(ROOT, 'bench', 'helpers.ts'), outfile: join(tmp, 'helpers.cjs'), external: ['esbuild', 'etcd3'] });
   return createRequire(out)(out);
 }
 
@@ -790,6 +792,44 @@ async function etcdFloor(kv, conc, count, prefix, perTxn = 1) {
   return { perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), txns: latencies.length };
 }
 
+/**
+ * Section 8's raw etcd floor alone (BENCH_ONLY=cluster-floor): the same etcdFloor loads on a
+ * 3-member etcd, 1 and 8 claims per transaction, without daemons or packaging: quick to rerun
+ * when the question is what etcd and the client give on this machine now.
+ */
+async function benchClusterFloor() {
+  const missing = h.missingPrereqs(['etcd']);
+  if (missing.length) {
+    row('8 cluster floor', 'cluster floor', NaN, '', undefined, `SKIPPED: ${missing.join('; ')}`);
+    results.sections['cluster-floor'] = { skipped: missing.join('; ') };
+    return;
+  }
+  const cleanup = new h.Cleanup();
+  cleanupCluster = cleanup;
+  try {
+    log('cluster floor: a 3-member etcd on loopback (Debian etcd-server)');
+    const etcd = await h.startEtcdCluster(cleanup);
+    const kv = await h.connectEtcd({ endpoints: etcd.endpoints, prefix: '/floor' });
+    cleanup.add('close etcd client', () => kv.close());
+    await etcdFloor(kv, 4, 200, '/floor/warm'); // connections up, leader settled
+    const runs = [];
+    for (const perTxn of [1, 8]) {
+      for (const conc of [1, 16, 48]) {
+        const count = N.clusterCount[conc] * perTxn;
+        log(`cluster floor: ${conc} caller${conc > 1 ? 's' : ''}, ${perTxn} claim${perTxn > 1 ? 's' : ''} per txn, ${count} claims`);
+        const r = await etcdFloor(kv, conc, count, `/floor/p${perTxn}c${conc}`, perTxn);
+        runs.push({ conc, perTxn, ...r });
+        const what = `${conc} caller${conc > 1 ? 's' : ''}${perTxn > 1 ? `, ${perTxn} claims per txn` : ''}`;
+        row('8 cluster floor', `raw etcd claims/s, ${what}`, r.perSecond, '/s', undefined, `${fmt(r.perSecond / perTxn, 0)} txn/s; txn p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`);
+      }
+    }
+    results.sections['cluster-floor'] = { members: etcd.members.length, counts: N.clusterCount, runs };
+  } finally {
+    await cleanup.run();
+    cleanupCluster = undefined;
+  }
+}
+
 async function benchCluster(bin) {
   const missing = h.missingPrereqs(['etcd']);
   const loadgen = buildGo('loadgen');
@@ -931,6 +971,7 @@ function printTable() {
 async function cleanupAll() {
   for (const d of [...daemons]) await d.stop().catch(() => undefined);
   if (cleanupNetns) await cleanupNetns.run().catch((err) => log(`cleanup: ${err.message}`));
+  if (cleanupCluster) await cleanupCluster.run().catch((err) => log(`cleanup: ${err.message}`));
   rmSync(tmp, { recursive: true, force: true });
   for (const n of seaNames) for (const ext of ['.blob', '.sea-config.json']) rmSync(join(ROOT, 'build', 'sea', n + ext), { force: true });
 }
@@ -943,7 +984,8 @@ async function main() {
   const { findBun } = await import('../scripts/bun.mjs');
   const node = findNodeBinary().path;
   const bun = findBun();
-  const bin = await packaged();
+  // the cluster floor alone needs no executables of ours
+  const bin = SECTIONS.some((s) => wanted(s) && s !== 'cluster-floor') ? await packaged() : { source: 'nothing packaged' };
   results.binaries = { ...bin, node, bun: bun.path };
   const needMain = wanted('floor') || wanted('race') || wanted('storm');
   const mainDaemon = needMain ? await startDaemon(bin, 'main') : undefined;
@@ -955,6 +997,7 @@ async function main() {
     storm: () => benchStorm(bin, mainDaemon),
     observe: () => benchObserve(bin),
     cluster: () => benchCluster(bin),
+    'cluster-floor': () => benchClusterFloor(),
   };
   for (const name of SECTIONS) {
     if (!wanted(name)) continue;
