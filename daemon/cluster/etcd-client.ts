@@ -34,8 +34,9 @@
 // - Quorum lost (2 of 3 killed): a txn to the live member fails after etcd's request timeout,
 //   7.0 s here (5 s + 2 x --election-timeout 1000), with GRPCUnavailableError
 //   '14 UNAVAILABLE: etcdserver: request timed out'; a client of every member (default policy)
-//   fails after ~7.0 s too, with the last attempt's error (UNAVAILABLE, ECONNREFUSED of a dead
-//   member). Nothing is committed. Quorum back: the next txn commits within ~15 ms of every
+//   fails after 7-14 s (its retries), with the last attempt's error: GRPCUnavailableError
+//   (ECONNREFUSED of a dead member) or GRPCUnknownError '2 UNKNOWN: context deadline exceeded'.
+//   Nothing is committed. Quorum back: the next txn commits within ~15 ms of every
 //   member answering /health.
 // - A per-call deadline works: `client.kv.txn(req, { deadline: Date.now() + ms })` (and
 //   `.options({ deadline })` on the builders) ends the call at the deadline (+ ~10-110 ms) with
