@@ -228,12 +228,7 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       // its deadline nor lets one committed past it stand (write-queue.ts).
       units.refuseWithoutEtcd(inv.network, inv.ipam.scope);
       return units
-        .run(inv.network, () => cni.addUndoable(inv), {
-          deadline,
-          undo: (added) => added.undo(),
-          scope: inv.ipam.scope,
-          claim: { attachment: `${inv.attachment.containerId}/${inv.attachment.ifname}`, app: inv.app },
-        })
+        .run(inv.network, () => cni.addUndoable(inv), { deadline, undo: (added) => added.undo(), scope: inv.ipam.scope })
         .then(({ result }) => ({ result }));
     }),
     cniDel: timed(metrics, 'DEL', ({ body, deadline }) => {

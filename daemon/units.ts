@@ -12,8 +12,6 @@ export interface UnitOptions<T> extends QueueOptions<T> {
   readonly scope?: NetworkScope | undefined;
   /** A cluster network's answer from this node's journal when etcd cannot be reached (DEL, CHECK). */
   readonly offline?: (() => T) | undefined;
-  /** A cluster network's ADD: what it is about, so that it may go beside other ADDs in flight. */
-  readonly claim?: { readonly attachment: string; readonly app?: string | undefined } | undefined;
 }
 
 export class Units {
@@ -29,7 +27,7 @@ export class Units {
   }
 
   run<T>(network: string | undefined, fn: () => T, options: UnitOptions<T> = {}): Promise<T> {
-    if (this.isCluster(network, options.scope)) return this.cluster!.units.run(network!, fn, { deadline: options.deadline, offline: options.offline, claim: options.claim });
+    if (this.isCluster(network, options.scope)) return this.cluster!.units.run(network!, fn, { deadline: options.deadline, offline: options.offline });
     return this.queue.run(fn, { deadline: options.deadline, undo: options.undo });
   }
 

@@ -12,11 +12,7 @@ import type { Mirror } from './mirror.js';
 
 /** What one run of a cluster batch wrote, besides the mirror rows: applied after the etcd commit. */
 export class Capture {
-  constructor(
-    readonly network: string,
-    /** Lease keys that batches of this network in flight beside this one are writing (taken, for its decisions). */
-    readonly takenElsewhere: (key: string) => boolean = () => false,
-  ) {}
+  constructor(readonly network: string) {}
 
   /** etcd keys (layout form) whose records the batch changed. */
   readonly dirty = new Set<string>();
@@ -210,10 +206,7 @@ export class RoutingStore implements Store {
   }
 
   occupiedCovering(network: string, family: Family, x: bigint): Span | undefined {
-    const span = this.reads(network).occupiedCovering(network, family, x);
-    if (span || this.capture?.network !== network) return span;
-    // an IP that a batch in flight is claiming is not free for this one
-    return this.capture.takenElsewhere(this.mirror!.layout.lease(network, family, x)) ? { start: x, end: x } : undefined;
+    return this.reads(network).occupiedCovering(network, family, x);
   }
 
   // --- leases: writes ----------------------------------------------------------------------

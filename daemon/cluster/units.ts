@@ -28,28 +28,9 @@ export interface ClusterUnitOptions<T> {
   readonly deadline?: number | undefined;
   /** The answer from this node's journal when etcd cannot be reached (DEL, CHECK); without it: code 11. */
   readonly offline?: (() => T) | undefined;
-  /**
-   * An ADD: it may go in a batch beside others in flight (pipelined), being about this attachment
-   * (and this stateful app) only. Every other unit waits until nothing of its network is in flight.
-   */
-  readonly claim?: { readonly attachment: string; readonly app?: string | undefined } | undefined;
-}
-
-/** A batch in flight: whether other batches may go beside it, and what it is about and writes. */
-interface Batch {
-  readonly exclusive: boolean;
-  readonly tags: ReadonlySet<string>;
-  keys: ReadonlySet<string>;
-}
-
-interface Queue {
-  pending: Pending[];
-  readonly running: Set<Batch>;
-  scheduled: boolean;
 }
 
 interface Pending {
-  readonly claim: ClusterUnitOptions<unknown>['claim'];
   readonly fn: () => unknown;
   readonly deadline: number | undefined;
   readonly offline: (() => unknown) | undefined;
@@ -81,18 +62,13 @@ const DEFAULT_TXN_MS = 4_000;
 /** What the daemon keeps of the caller's deadline for the journal write and the answer. */
 const ANSWER_MARGIN_MS = 250;
 const MAX_ATTEMPTS = 12;
-/**
- * Batches of ADDs of one network in flight at once: each decides on the copy with the IPs of the
- * others in flight taken (an overlay), so a round trip need not wait for the one before it.
- */
-const MAX_PIPELINE = 4;
 /** A unit whose caller gives up sooner than this is not started (answered 11). */
 const MIN_TXN_MS = 30;
 
 export const FAULT_ENV = 'RESERVOIR_FAULT';
 
 export class ClusterUnits {
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues = new Map<string, { pending: Pending[]; busy: boolean }>();
   private sequence = 0;
   /** Keys written by transactions sent and not yet settled: the watch may show them before the answer does. */
   private readonly sending = new Map<string, number>();
@@ -123,61 +99,35 @@ export class ClusterUnits {
     return new Promise<T>((resolve, reject) => {
       let queue = this.queues.get(network);
       if (!queue) {
-        queue = { pending: [], running: new Set(), scheduled: false };
+        queue = { pending: [], busy: false };
         this.queues.set(network, queue);
       }
-      queue.pending.push({ claim: options.claim, fn, deadline: options.deadline, offline: options.offline, resolve: resolve as (v: unknown) => void, reject });
-      this.pump(network);
+      queue.pending.push({ fn, deadline: options.deadline, offline: options.offline, resolve: resolve as (v: unknown) => void, reject });
+      if (!queue.busy) this.kick(network);
     });
   }
 
-  /** Start what may start, one event-loop turn later (concurrent requests join the batch). */
-  private pump(network: string): void {
+  private kick(network: string): void {
     const queue = this.queues.get(network)!;
-    if (queue.scheduled) return;
-    queue.scheduled = true;
+    queue.busy = true;
+    // One event-loop turn lets concurrent requests join the batch.
     setImmediate(() => {
-      queue.scheduled = false;
-      this.start(network, queue);
-    });
-  }
-
-  private start(network: string, queue: Queue): void {
-    while (queue.pending.length > 0) {
-      let items: Pending[];
-      if (queue.running.size === 0) {
-        items = queue.pending.splice(0, MAX_UNITS_PER_BATCH);
-      } else {
-        // beside batches in flight: only ADDs, none about what a batch in flight is about
-        if (queue.running.size >= MAX_PIPELINE || [...queue.running].some((b) => b.exclusive) || !queue.pending[0]!.claim) return;
-        const busy = new Set([...queue.running].flatMap((b) => [...b.tags]));
-        items = [];
-        const rest: Pending[] = [];
-        for (const item of queue.pending) {
-          const tags = tagsOf(item);
-          if (item.claim && items.length < MAX_UNITS_PER_BATCH && !tags.some((t) => busy.has(t))) {
-            items.push(item);
-            for (const t of tags) busy.add(t);
-          } else rest.push(item);
-        }
-        if (items.length === 0) return;
-        queue.pending = rest;
-      }
-      const batch: Batch = { exclusive: items.some((i) => !i.claim), tags: new Set(items.flatMap(tagsOf)), keys: new Set() };
-      queue.running.add(batch);
-      this.execute(network, items, batch, queue)
+      const items = queue.pending.splice(0, MAX_UNITS_PER_BATCH);
+      this.execute(network, items)
         .catch((err: unknown) => {
           for (const item of items) item.reject(err);
         })
         .finally(() => {
-          queue.running.delete(batch);
-          if (queue.pending.length > 0) this.pump(network);
-          else if (queue.running.size === 0 && !queue.scheduled) this.queues.delete(network);
+          if (queue.pending.length > 0) this.kick(network);
+          else {
+            queue.busy = false;
+            this.queues.delete(network);
+          }
         });
-    }
+    });
   }
 
-  private async execute(network: string, all: Pending[], batch: Batch, queue: Queue): Promise<void> {
+  private async execute(network: string, all: Pending[]): Promise<void> {
     let items = all;
     let verified = false;
     for (let attempt = 1; ; attempt++) {
@@ -189,9 +139,7 @@ export class ClusterUnits {
         return false;
       });
       if (items.length === 0) return;
-      // what the other batches in flight are writing counts as taken for this one's decisions
-      const elsewhere = [...queue.running].filter((b) => b !== batch);
-      const plan = this.plan(network, items, (key) => elsewhere.some((b) => b.keys.has(key)));
+      const plan = this.plan(network, items);
       if (plan.outcomes.length < items.length) {
         // the batch grew past what one transaction may hold: the rest goes in the next one
         const rest = items.slice(plan.outcomes.length);
@@ -218,7 +166,6 @@ export class ClusterUnits {
       const deadline = Math.min(now + DEFAULT_TXN_MS, ...items.map((i) => (i.deadline === undefined ? Infinity : i.deadline - ANSWER_MARGIN_MS)));
       let revision: number;
       const keys = plan.writes.map((w) => ('put' in w ? w.put : w.delete));
-      batch.keys = new Set(keys);
       for (const key of keys) this.sending.set(key, (this.sending.get(key) ?? 0) + 1);
       try {
         this.stats.txns++;
@@ -266,15 +213,14 @@ export class ClusterUnits {
   private requeue(network: string, items: Pending[]): void {
     const queue = this.queues.get(network)!;
     queue.pending.unshift(...items);
-    this.pump(network);
   }
 
   /** Run the units on the mirror, capture what they change, roll the mirror back (synchronous). */
-  private plan(network: string, items: readonly Pending[], takenElsewhere: (key: string) => boolean): Plan {
+  private plan(network: string, items: readonly Pending[]): Plan {
     const unit = `${this.node}/${this.session}/${++this.sequence}`;
     let count = items.length;
     for (;;) {
-      const capture = new Capture(network, takenElsewhere);
+      const capture = new Capture(network);
       const outcomes: Outcome[] = [];
       const keysOf: string[][] = [];
       const finals = new Map<string, string | undefined>();
@@ -544,11 +490,6 @@ export class ClusterUnits {
       item.reject(new ReservoirError('TRY_AGAIN_LATER', `the cluster network changed under this request ${MAX_ATTEMPTS} times in a row (other nodes claiming the same IPs); nothing was leased or changed; try again`));
     }
   }
-}
-
-function tagsOf(item: Pending): string[] {
-  if (!item.claim) return [];
-  return item.claim.app === undefined ? [`a:${item.claim.attachment}`] : [`a:${item.claim.attachment}`, `p:${item.claim.app}`];
 }
 
 /** Whether a failed transaction found one of the IPs it would claim taken meanwhile (another node allocates there). */
