@@ -3,7 +3,7 @@
 // by reading back (units.ts), not by a library that cannot know whether the first one landed.
 import { readFileSync } from 'node:fs';
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { loadEtcd } from './etcd-client.js';
+import { loadEtcd, noRetryFaultHandling } from './etcd-client.js';
 import { type EtcdOptions, type Kv, type KvCompare, KvCompacted, type KvEntry, type KvEvent, KvOutcomeUnknown, KvUnavailable, type KvWatch, type KvWrite, prefixEnd } from './kv.js';
 
 /** Pages of a full read: grpc's default message limit is 4 MiB, a lease value is ~250 bytes. */
@@ -26,12 +26,13 @@ export async function connectEtcd(options: EtcdOptions): Promise<Kv> {
         },
       }
     : {};
-  const noRetry = { execute: <T>(fn: () => T) => fn() };
   const client = new Etcd3({
     hosts: [...options.endpoints],
     dialTimeout: 2_000,
     ...tls,
-    faultHandling: { global: noRetry as never },
+    // one attempt per call, and no per-member circuit breaker: a member refused for 5 s after
+    // three failures would turn a paused member into seconds of refusals
+    faultHandling: noRetryFaultHandling(),
   });
   return new EtcdKv(client);
 }
