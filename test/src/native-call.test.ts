@@ -2,13 +2,13 @@
 // socket servers: what it returns, how it fails, and that src/client.ts reports exactly the same
 // answers and errors over it as over node:net.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CallOptions, callDaemon } from '../../src/client.js';
 import { ReservoirError } from '../../src/errors.js';
-import { type Exchange, NATIVE_CALL_FILE, loadNativeExchange } from '../../src/native-call.js';
+import { type Exchange, NATIVE_CALL_FILE, loadNativeExchange, loadNativeHelper } from '../../src/native-call.js';
 import { BUNDLE_DIR, PLUGIN_BUNDLE, bundlesReady } from '../support/build.js';
 import { removeDir, tempDir } from '../support/tmp.js';
 
@@ -108,6 +108,40 @@ describe('loadNativeExchange', () => {
       removeDir(broken);
     }
     expect(loadNativeExchange(join(dir, 'no-such-program'))).toBeUndefined();
+  });
+});
+
+describe("the helper's read and write (the plugin's stdin and stdout)", () => {
+  it('reads and writes a file descriptor as read(2) and write(2) do', () => {
+    const helper = loadNativeHelper(PLUGIN_BUNDLE)!;
+    const file = join(dir, 'fd-io');
+    const out = openSync(file, 'w');
+    try {
+      expect(helper.write!(out, Buffer.from('{"cniVersion":"1.1.0"}'))).toBe(22);
+    } finally {
+      closeSync(out);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('{"cniVersion":"1.1.0"}');
+    const into = Buffer.alloc(64);
+    const fd = openSync(file, 'r');
+    try {
+      expect(helper.read!(fd, into)).toBe(22);
+      expect(into.subarray(0, 22).toString()).toBe('{"cniVersion":"1.1.0"}');
+      expect(helper.read!(fd, into)).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('throws with the errno name as code, as node:fs does', () => {
+    const helper = loadNativeHelper(PLUGIN_BUNDLE)!;
+    expect(thrown(() => helper.read!(987654, Buffer.alloc(8))).code).toBe('EBADF');
+    const fd = openSync(dir, 'r');
+    try {
+      expect(thrown(() => helper.read!(fd, Buffer.alloc(8))).code).toBe('EIO'); // EISDIR: the plugin redoes it with node:fs
+    } finally {
+      closeSync(fd);
+    }
   });
 });
 
