@@ -35,7 +35,7 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const SECTIONS = ['floor', 'throughput', 'scale', 'race', 'storm', 'observe', 'cluster', 'cluster-floor'];
 const N = {
-  floorRepeats: QUICK ? 15 : 120,
+  floorRepeats: QUICK ? 15 : 200,
   tputRepeats: QUICK ? 1 : 5,
   tputCount: QUICK ? { 1: 150, 16: 1500, 64: 3000 } : { 1: 600, 16: 6000, 64: 16000 },
   scaleAdds: QUICK ? 300 : 2000,
@@ -176,6 +176,36 @@ async function call(d, path, body) {
 // ---------------------------------------------------------------------------------------------
 // 1 + 2. Plugin floor and peer
 
+/**
+ * A paired ratio's summary: `num[i] / den[i]` are measured in the same round (interleaved, in a
+ * random order), so a busy moment of the shared machine weighs on both. The median of the
+ * per-round ratios, their quartiles, a 95% bootstrap interval of that median (2,000 resamples of
+ * the rounds, a fixed seed so one run's samples always give the same interval) and, beside it,
+ * the ratio of the two medians. Every round counts: none is dropped.
+ */
+function pairedRatio(num, den) {
+  const ratios = num.map((x, i) => x / den[i]).filter(Number.isFinite);
+  const sorted = [...ratios].sort((a, b) => a - b);
+  let seed = 0x9e3779b9;
+  const random = () => {
+    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const medians = [];
+  for (let b = 0; b < 2000; b++) medians.push(median(ratios.map(() => ratios[Math.floor(random() * ratios.length)])));
+  medians.sort((a, b) => a - b);
+  return {
+    rounds: ratios.length,
+    median: median(ratios),
+    q1: percentile(sorted, 25),
+    q3: percentile(sorted, 75),
+    ci95: [percentile(medians, 2.5), percentile(medians, 97.5)],
+    ofMedians: median(num) / median(den),
+  };
+}
+
+const spread = (r) => `median of ${r.rounds} per-round ratios; 95% CI ${fmt(r.ci95[0])}-${fmt(r.ci95[1])}, IQR ${fmt(r.q1)}-${fmt(r.q3)}; ratio of medians ${fmt(r.ofMedians)}`;
+
 function shuffle(list) {
   for (let i = list.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -220,7 +250,7 @@ async function benchFloor(bin, bun, daemon) {
   log(`floor: ${N.floorRepeats} interleaved rounds of bun -e 0 x2, reservoir ADD+DEL, VERSION, a refused ADD${haveHostLocal ? ', host-local ADD+DEL' : ''} (started by bench/spawntimer.go)`);
   const r = spawnSync(timer.path, [JSON.stringify({ rounds: N.floorRepeats, warmup: 5, tasks })], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`spawntimer failed: ${r.stderr}`);
-  const { samples, add, del } = JSON.parse(r.stdout);
+  const { samples, add, del, cpu } = JSON.parse(r.stdout);
   const s = {
     ...samples,
     bareTwo: samples.bareA.map((a, i) => a + samples.bareB[i]),
@@ -245,17 +275,31 @@ async function benchFloor(bin, bun, daemon) {
     },
     samples: s,
   };
-  out.floorRatio = out.medianMs.reservoirPair / out.medianMs.twoBunE0;
-  out.versionRatio = out.medianMs.reservoirVersion / bareOne;
-  out.peerRatio = haveHostLocal ? out.medianMs.reservoirPair / out.medianMs.hostLocalPair : null;
+  // Each ratio pairs the samples of one round (see pairedRatio); its headline is the median of the
+  // per-round ratios, printed with its spread. CPU time (user + system of the starts, what a
+  // program spent itself, which a wait for the busy machine's cores does not inflate) is shown beside it.
+  const floor = pairedRatio(s.reservoir, s.bareTwo);
+  const version = pairedRatio(s.version, s.bareA);
+  const refused = pairedRatio(s.refused, s.bareB);
+  const peer = haveHostLocal ? pairedRatio(s.reservoir, s.hostLocal) : null;
+  out.cpuMs = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, median(v)]));
+  out.paired = { floor, version, refused, peer };
+  out.floorRatio = floor.median;
+  out.versionRatio = version.median;
+  out.peerRatio = peer ? peer.median : null;
+  out.peerCpuRatio = haveHostLocal ? pairedRatio(cpu.reservoir, cpu.hostLocal).median : null;
+  out.loadavg = loadavg();
   results.sections.floor = out;
   const m = out.medianMs;
   // The pair includes two daemon round trips, each an fsync'd SQLite commit, which a bare start-up has not.
-  row('1 floor', `reservoir ADD+DEL / 2x bun -e 0 (plugin runtime: ${out.runtime})`, out.floorRatio, 'x', undefined, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoBunE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)})`);
-  row('1 floor', 'reservoir VERSION / bun -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(bareOne, 1)} ms`);
-  row('1 floor', 'reservoir refused ADD (stdin not an object) / bun -e 0', m.reservoirRefused / bareOne, 'x', undefined, `${fmt(m.reservoirRefused, 1)} ms: the full validation, no daemon call`);
+  row('1 floor', `reservoir ADD+DEL / 2x bun -e 0 (plugin runtime: ${out.runtime})`, out.floorRatio, 'x', undefined, `${fmt(m.reservoirPair, 1)} ms vs ${fmt(m.twoBunE0, 1)} ms (ADD ${fmt(m.reservoirAdd, 1)}, DEL ${fmt(m.reservoirDel, 1)}); ${spread(floor)}`);
+  row('1 floor', 'reservoir VERSION / bun -e 0', out.versionRatio, 'x', undefined, `${fmt(m.reservoirVersion, 1)} ms vs ${fmt(bareOne, 1)} ms; ${spread(version)}`);
+  row('1 floor', 'reservoir refused ADD (stdin not an object) / bun -e 0', refused.median, 'x', undefined, `${fmt(m.reservoirRefused, 1)} ms: the full validation, no daemon call; ${spread(refused)}`);
   row('1 floor', 'reservoir executable size', out.pluginBytes / 1024 / 1024, 'MiB', undefined, 'bun-compiled; reservoir_call.node beside it');
-  if (haveHostLocal) row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', out.peerRatio, 'x', { op: '<=', value: 2.5 }, `${fmt(m.reservoirPair, 1)} ms vs host-local pair ${fmt(m.hostLocalPair, 1)} ms (stretch <= 2.0)`);
+  if (peer) {
+    row('2 peer', 'reservoir ADD+DEL / host-local ADD+DEL', peer.median, 'x', { op: '<=', value: 2.5 }, `${fmt(m.reservoirPair, 1)} ms vs host-local pair ${fmt(m.hostLocalPair, 1)} ms; ${spread(peer)} (stretch <= 2.0)`);
+    row('2 peer', 'the same, CPU time of the starts', out.peerCpuRatio, 'x', undefined, `${fmt(out.cpuMs.reservoir, 1)} vs ${fmt(out.cpuMs.hostLocal, 1)} ms of CPU (the daemon's own not counted); load average ${out.loadavg.map((x) => x.toFixed(2)).join(' ')}`);
+  }
   else row('2 peer', 'host-local', NaN, '', undefined, 'SKIPPED: /usr/lib/cni/host-local missing (apt-get install containernetworking-plugins)');
 }
 

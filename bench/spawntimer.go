@@ -45,15 +45,19 @@ type output struct {
 	Samples map[string][]float64 `json:"samples"`
 	Add     map[string][]float64 `json:"add"`
 	Del     map[string][]float64 `json:"del"`
+	// CPU: the user + system CPU time of the same starts (of a pair, both), in ms: what the
+	// program itself spent, which waiting for a busy machine's cores does not inflate.
+	CPU map[string][]float64 `json:"cpu"`
 }
 
 var seq int
 
-// start runs argv once with env and a fresh descriptor of stdin; returns its wall time in ms.
-func start(t task, env []string) (float64, error) {
+// start runs argv once with env and a fresh descriptor of stdin; returns its wall time and its
+// CPU time (user + system), in ms.
+func start(t task, env []string) (float64, float64, error) {
 	in, err := os.Open(t.Stdin)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer in.Close()
 	cmd := exec.Command(t.Argv[0], t.Argv[1:]...)
@@ -69,41 +73,44 @@ func start(t task, env []string) (float64, error) {
 	if exit, ok := err.(*exec.ExitError); ok {
 		status = exit.ExitCode()
 	} else if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if status != t.Status || !strings.Contains(stdout.String(), t.Contains) {
-		return 0, fmt.Errorf("%s exited %d (want %d): stdout %q stderr %q", t.Name, status, t.Status, stdout.String(), stderr.String())
+		return 0, 0, fmt.Errorf("%s exited %d (want %d): stdout %q stderr %q", t.Name, status, t.Status, stdout.String(), stderr.String())
 	}
-	return ms, nil
+	cpu := float64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Nanoseconds()) / 1e6
+	return ms, cpu, nil
 }
 
 func runTask(t task, out *output, record bool) error {
 	if t.Kind == "run" {
-		ms, err := start(t, t.Env)
+		ms, cpu, err := start(t, t.Env)
 		if err == nil && record {
 			out.Samples[t.Name] = append(out.Samples[t.Name], ms)
+			out.CPU[t.Name] = append(out.CPU[t.Name], cpu)
 		}
 		return err
 	}
 	seq++
 	id := fmt.Sprintf("floor-%s-%d-%d", t.Name, os.Getpid(), seq)
-	var times [2]float64
+	var times, cpus [2]float64
 	for i, command := range []string{"ADD", "DEL"} {
 		env := append(append([]string{}, t.Env...), "CNI_COMMAND="+command, "CNI_CONTAINERID="+id)
 		step := t
 		if command == "DEL" {
 			step.Contains = ""
 		}
-		ms, err := start(step, env)
+		ms, cpu, err := start(step, env)
 		if err != nil {
 			return err
 		}
-		times[i] = ms
+		times[i], cpus[i] = ms, cpu
 	}
 	if record {
 		out.Samples[t.Name] = append(out.Samples[t.Name], times[0]+times[1])
 		out.Add[t.Name] = append(out.Add[t.Name], times[0])
 		out.Del[t.Name] = append(out.Del[t.Name], times[1])
+		out.CPU[t.Name] = append(out.CPU[t.Name], cpus[0]+cpus[1])
 	}
 	return nil
 }
@@ -118,7 +125,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "spawntimer: bad options:", err)
 		os.Exit(2)
 	}
-	out := output{Samples: map[string][]float64{}, Add: map[string][]float64{}, Del: map[string][]float64{}}
+	out := output{Samples: map[string][]float64{}, Add: map[string][]float64{}, Del: map[string][]float64{}, CPU: map[string][]float64{}}
 	for round := 0; round < opts.Warmup+opts.Rounds; round++ {
 		for _, i := range rand.Perm(len(opts.Tasks)) {
 			if err := runTask(opts.Tasks[i], &out, round >= opts.Warmup); err != nil {
