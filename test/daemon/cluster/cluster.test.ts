@@ -62,8 +62,10 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(got.size).toBe(36);
     for (const ip of got.keys()) expect(ip >= '10.90.0.10' && !['10.90.0.50', '10.90.0.51', '10.90.0.52'].includes(ip)).toBe(true);
     // every node lists all of them, each with its node
-    const listed = (await op(c().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ ip: string; node: string; containerId: string }>;
-    expect(listed).toHaveLength(36);
+    const listed = await waitFor(async () => {
+      const now = (await op(c().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ ip: string; node: string; containerId: string }>;
+      return now.length === 36 ? now : undefined;
+    }, 2_000, 'node-c sees the 36 leases');
     expect(new Set(listed.map((l) => l.node))).toEqual(new Set(['node-a', 'node-b', 'node-c']));
     expect(listed.find((l) => l.containerId === 'c1-0')!.node).toBe('node-b');
     // a DEL on node-a frees the IP; node-b can ask for exactly that IP right away
@@ -108,8 +110,7 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(refused.message).toMatch(/10\.90\.0\.43 \(container x2 ifname eth0 on node node-b\)/);
     // an operator entry added on one node is reserved on all of them at once
     await op(c().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.40', group: 'web' } });
-    const list = await op(a().socket, 'reservedList', { params: { network: 'shared' } });
-    expect(list.entries.map((e: { entry: string }) => e.entry)).toContain('10.90.0.40');
+    await waitFor(async () => ((await op(a().socket, 'reservedList', { params: { network: 'shared' } })).entries.some((e: { entry: string }) => e.entry === '10.90.0.40') ? true : undefined), 2_000, 'node-a sees the entry');
     for (let i = 0; i < 45; i++) {
       const run = await plugin('ADD', shared(nodes[i % 3]!.socket), { containerId: `w${i}` });
       if (run.exit === 0) expect((run.out.ips as Array<{ address: string }>)[0]!.address).not.toBe('10.90.0.40/24');
@@ -129,10 +130,12 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(elsewhere.msg).toContain('DEL that container on node node-a first');
     await delOk(statefulConf(a().socket), { containerId: 'db0-a', args: pod('db-0') });
     // held, by the app, visible from every node
-    const held = (await op(c().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { ip: string }) => l.ip === ip);
-    expect(held).toMatchObject({ state: 'held', app: 'default/db-0' });
+    // every node's copy follows etcd by its watch, a few milliseconds behind
+    const seen = (node: TestDaemon, state: string) =>
+      waitFor(async () => (await op(node.socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { ip: string; state: string }) => l.ip === ip && l.state === state), 2_000, `${state} seen`);
+    expect(await seen(c(), 'held')).toMatchObject({ state: 'held', app: 'default/db-0' });
     expect(await addOk(statefulConf(b().socket), { containerId: 'db0-b', args: pod('db-0') })).toEqual([ip]);
-    const moved = (await op(a().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { ip: string }) => l.ip === ip);
+    const moved = await seen(a(), 'attached');
     expect(moved).toMatchObject({ state: 'attached', node: 'node-b', containerId: 'db0-b' });
   });
 
@@ -140,9 +143,15 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     await addOk(shared(c().socket), { containerId: 'gone1' });
     await addOk(shared(c().socket, { defaultKind: 'stateful' }), { containerId: 'gone2', args: pod('web-0') });
     await addOk(shared(a().socket), { containerId: 'stays' });
+    // each node's copy follows etcd by its watch: wait until node-a has seen node-c's claims
+    const listed = async (node: TestDaemon) => (await op(node.socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ containerId: string | null; app: string | null; state: string }>;
+    await waitFor(async () => ((await listed(a())).length === 3 ? true : undefined), 2_000, 'node-a sees the three leases');
     const answer = await op(a().socket, 'releaseNode', { params: { node: 'node-c' } });
     expect(answer).toEqual({ node: 'node-c', released: 1, held: 1 });
-    const leases = (await op(b().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ containerId: string | null; app: string | null; state: string }>;
+    const leases = await waitFor(async () => {
+      const now = await listed(b());
+      return now.some((l) => l.containerId === 'gone1' || l.containerId === 'gone2') ? undefined : now;
+    }, 2_000, 'node-b sees the releases');
     expect(leases.map((l) => l.containerId).sort()).toEqual([null, 'stays']);
     expect(leases.find((l) => l.app === 'default/web-0')!.state).toBe('held');
   });
