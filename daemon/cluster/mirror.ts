@@ -68,8 +68,12 @@ export class Mirror {
     for (const network of touched) this.changed(network);
   }
 
-  /** A committed change (ours, or from the watch): applied unless something newer of that key is known. */
-  apply(changes: ReadonlyArray<{ type: 'put' | 'delete'; key: string; value: string; modRevision: number; createRevision: number }>): void {
+  /**
+   * A committed change (ours, or from the watch): applied unless something newer of that key is
+   * known. `tell`: whether the networks it touched are told of (a unit's own commit tells once,
+   * after its effects ran: units.ts settle).
+   */
+  apply(changes: ReadonlyArray<{ type: 'put' | 'delete'; key: string; value: string; modRevision: number; createRevision: number }>, tell = true): void {
     const touched = new Set<string>();
     this.store.transaction(() => {
       for (const c of changes) {
@@ -79,7 +83,7 @@ export class Mirror {
         else this.remove(c.key, c.modRevision, touched);
       }
     });
-    for (const network of touched) this.changed(network);
+    if (tell) for (const network of touched) this.changed(network);
   }
 
   /** The watch delivered everything up to `revision`: tombstones at or before it are no longer needed. */

@@ -382,6 +382,7 @@ export class ClusterUnits {
           ? { type: 'put' as const, key: w.put, value: w.value, modRevision: revision, createRevision: this.mirror.entry(w.put)?.createRevision ?? revision }
           : { type: 'delete' as const, key: w.delete, value: '', modRevision: revision, createRevision: 0 },
       ),
+      false, // settle() recounts the network once, after the batch's effects
     );
     if (process.env[FAULT_ENV] === 'after-etcd-commit') process.kill(process.pid, 'SIGKILL');
     this.local.transaction(() => {

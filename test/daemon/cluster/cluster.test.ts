@@ -198,6 +198,14 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
       expect(report).toMatchObject({ orphans: [], lost: [], conflicts: [], owed: 0 });
     }
     expect(a().daemon.cluster!.health().journal.attached).toBe(1);
+    // usage counts the whole network on every node: its own commits and the others' (through the watch)
+    for (const node of nodes) {
+      const usage = await waitFor(async () => {
+        const u = (await op(node.socket, 'usage', { query: { network: 'shared' } })).networks[0];
+        return u.attached === 2 ? u : undefined;
+      }, 2_000, 'usage counts both attachments');
+      expect(usage).toMatchObject({ attached: 2, dynamicInUse: 2, held: 0 });
+    }
     expect(c().daemon.cluster!.health().journal.attached).toBe(0);
   });
   it('reservoirctl: leases and reserved list show the node; check, release --node and health speak of the cluster', async () => {
