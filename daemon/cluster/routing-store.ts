@@ -332,13 +332,9 @@ export class RoutingStore implements Store {
     this.mirror!.store.deleteReserved(id);
   }
 
-  /** Ids of a cluster batch are the mirror's (a unit reads an entry, then changes it by id). */
+  /** Ids of a cluster batch are the mirror's (a unit reads an entry, then changes it by id); a batch changes its own network only. */
   private reservedById(id: number): ReservedRecord | undefined {
-    for (const network of this.mirror!.store.listNetworks()) {
-      const found = this.mirror!.store.listReserved(network.name).find((r) => r.id === id);
-      if (found) return found;
-    }
-    return undefined;
+    return this.mirror!.store.listReserved(this.capture!.network).find((r) => r.id === id);
   }
 
   // --- history: this node's account, always in SQLite ----------------------------------------

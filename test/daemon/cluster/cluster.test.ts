@@ -119,6 +119,17 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     const leased = (await op(a().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { node: string; reserved: boolean }) => l.node === 'node-b' && !l.reserved);
     const overlap = await opErr(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: leased.ip } });
     expect(overlap.message).toContain('on node node-b');
+    // a free entry moved on one node and removed on another: every node follows
+    const entries = async (node: TestDaemon) => ((await op(node.socket, 'reservedList', { params: { network: 'shared' } })).entries as Array<{ entry: string; group: string }>).map((e) => e.entry);
+    const w0 = (await op(a().socket, 'leases', { query: { network: 'shared' } })).leases.find((l: { containerId: string }) => l.containerId === 'w0').ip as string;
+    await delOk(shared(a().socket), { containerId: 'w0' });
+    await waitFor(async () => ((await op(b().socket, 'leases', { query: { network: 'shared' } })).leases.some((l: { ip: string }) => l.ip === w0) ? undefined : true), 2_000, 'node-b sees the release');
+    await op(b().socket, 'reservedSet', { params: { network: 'shared' }, body: { entry: '10.90.0.40', to: w0 } });
+    await waitFor(async () => ((await entries(c())).includes(w0) && !(await entries(c())).includes('10.90.0.40') ? true : undefined), 2_000, 'node-c sees the move');
+    await waitFor(async () => ((await entries(a())).includes(w0) ? true : undefined), 2_000, 'node-a sees the move');
+    await op(a().socket, 'reservedRemove', { params: { network: 'shared' }, query: { entry: w0 } });
+    await waitFor(async () => ((await entries(b())).includes(w0) ? undefined : true), 2_000, 'node-b sees the removal');
+    expect(await entries(c())).not.toContain('10.90.0.40');
   });
 
   it('keeps a stateful app\'s IP across nodes: 101 while attached elsewhere, the same IP once released there', async () => {
