@@ -167,9 +167,14 @@ export class ClusterService {
     let released = 0;
     let held = 0;
     for (const network of [...this.cluster.mirror.networks]) {
-      for (;;) {
-        const page = this.cluster.mirror.store.attachedLeasesAfter(network, undefined, 1_000_000).filter((l) => l.node === node).slice(0, RELEASE_PAGE);
-        if (page.length === 0) break;
+      // pages of the network's attachments in address order: a unit releases the node's of one page
+      for (let after: { family: 4 | 6; ip: bigint } | undefined, scanned: LeaseRecord[]; ; ) {
+        scanned = this.cluster.mirror.store.attachedLeasesAfter(network, after, RELEASE_PAGE);
+        if (scanned.length === 0) break;
+        const last = scanned[scanned.length - 1]!;
+        after = { family: last.family, ip: last.ip };
+        const page = scanned.filter((l) => l.node === node);
+        if (page.length === 0) continue;
         const counts = await this.cluster.units.run(network, () => {
           let r = 0;
           let h = 0;
@@ -184,7 +189,6 @@ export class ClusterService {
         });
         released += counts.r;
         held += counts.h;
-        if (counts.r + counts.h === 0) break;
       }
     }
     this.log.info('released the attachments of a node', { node, released, held, by: 'operator' });

@@ -167,6 +167,15 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(leases.find((l) => l.app === 'default/web-0')!.state).toBe('held');
   });
 
+  it('release --node goes page by page through a network: more attachments than one page, interleaved with other nodes\'', async () => {
+    const wide = (socket: string) => shared(socket, { ranges: [[{ subnet: '10.92.0.0/24' }]], reserved: [] });
+    await Promise.all(Array.from({ length: 70 }, (_, i) => addOk(wide(nodes[i % 2 === 0 ? 2 : 0]!.socket), { containerId: `p${i}` })));
+    const seen = async () => (await op(b().socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ node: string }>;
+    await waitFor(async () => ((await seen()).length === 70 ? true : undefined), 3_000, 'node-b sees the 70 leases');
+    expect(await op(b().socket, 'releaseNode', { params: { node: 'node-c' } })).toEqual({ node: 'node-c', released: 35, held: 0 });
+    expect((await seen()).map((l) => l.node)).toEqual(Array(35).fill('node-a'));
+  });
+
   it('fixes a cluster network\'s pools at its first registration: a node with other ranges is refused (7) and shows why in usage', async () => {
     await addOk(shared(a().socket), { containerId: 'first' });
     const other = shared(b().socket, { ranges: [[{ subnet: '10.91.0.0/24' }]], reserved: [] });
