@@ -25,7 +25,7 @@ import { WriteQueue } from './write-queue.js';
 import { Cluster } from './cluster/cluster.js';
 import { ClusterService } from './cluster/cluster-service.js';
 import { connectEtcd } from './cluster/etcd-kv.js';
-import type { EtcdOptions, Kv } from './cluster/kv.js';
+import type { EtcdOptions } from './cluster/kv.js';
 import { RoutingStore } from './cluster/routing-store.js';
 import { Units } from './units.js';
 
@@ -64,8 +64,6 @@ export interface DaemonOptions {
   readonly installConflist?: string | undefined;
   /** etcd for cluster networks (reservoird --etcd-*); undefined: node networks only. */
   readonly etcd?: EtcdOptions | undefined;
-  /** Tests: the etcd connection to use instead of one made from `etcd`. */
-  readonly kv?: Kv | undefined;
   /** Tests, node scope: the store the services and the write queue use, around the SQLite one (test/support/rerun-store.ts runs every unit twice). */
   readonly wrapStore?: ((store: Store) => Store) | undefined;
 }
@@ -108,12 +106,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let cluster: Cluster | undefined;
   let routing: RoutingStore | undefined;
   let store: Store = options.wrapStore ? options.wrapStore(sqlite) : sqlite;
-  if (options.etcd || options.kv) {
+  if (options.etcd) {
     try {
-      const kv = options.kv ?? (await connectEtcd(options.etcd!));
       cluster = new Cluster(
-        kv,
-        options.etcd ?? { endpoints: [], prefix: '/reservoir' },
+        await connectEtcd(options.etcd),
+        options.etcd,
         sqlite,
         (mirror) => (routing = new RoutingStore(sqlite, mirror, node)),
         log,
