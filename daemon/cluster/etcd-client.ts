@@ -40,8 +40,10 @@
 //   member answering /health.
 // - A per-call deadline works: `client.kv.txn(req, { deadline: Date.now() + ms })` (and
 //   `.options({ deadline })` on the builders) ends the call at the deadline (+ ~10-110 ms) with
-//   GRPCDeadlineExceededError ('4 DEADLINE_EXCEEDED: Deadline exceeded ...'), quorum lost or the
-//   member SIGSTOPped; with the default policy the retries find the deadline passed and fail at
+//   GRPCDeadlineExceededError ('4 DEADLINE_EXCEEDED: Deadline exceeded ...'), or, when the member
+//   the deadline travelled to notices first, GRPCUnknownError ('2 UNKNOWN: context deadline
+//   exceeded'; seen with quorum lost in a fresh Debian container), quorum lost or the member
+//   SIGSTOPped; with the default policy the retries find the deadline passed and fail at
 //   once, but they count for the breaker. A txn cut off may still commit later: outcome unknown.
 // - grpc-js shares one subchannel per address across clients: a new client of a member that went
 //   away and came back may fail at once ('UNAVAILABLE: No connection established') until the
