@@ -25,7 +25,7 @@ import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleFile } from '../scripts/build.mjs';
 import { cniBody, median, percentile, rawRequest } from './http.mjs';
@@ -101,7 +101,7 @@ async function packaged() {
   const { buildBundles } = await import('../scripts/build.mjs');
   const { findNodeBinary, makeSea } = await import('../scripts/package.mjs');
   const { compilePlugin } = await import('../scripts/bun.mjs');
-  const { outputs, nativeCall } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
+  const { outputs, nativeCall, kubeClient, etcdClient } = await buildBundles({ outdir: join(tmp, 'dist'), log: () => undefined });
   const node = findNodeBinary();
   log(`packaging reservoir (bun build --compile, as scripts/package.mjs does) into ${dir}`);
   compilePlugin(join(dir, 'reservoir'));
@@ -124,6 +124,9 @@ async function packaged() {
   const addon = join(dirname(req.resolve('better-sqlite3/package.json')), 'prebuilds', `${process.platform}-${process.arch}.node`);
   copyFileSync(addon, join(dir, 'better_sqlite3.node'));
   copyFileSync(nativeCall, join(dir, 'reservoir_call.node'));
+  // the clients reservoird loads from beside itself (the cluster section needs etcd's)
+  copyFileSync(kubeClient, join(dir, basename(kubeClient)));
+  copyFileSync(etcdClient, join(dir, basename(etcdClient)));
   return { plugin: join(dir, 'reservoir'), daemon: join(dir, 'reservoird'), source: 'current sources, packaged into a temp dir' };
 }
 
