@@ -341,6 +341,8 @@ export class SqliteStore implements Store {
    * inside may have cached what was undone); this process is the store's only writer.
    */
   private readonly reservedByNetwork = new Map<string, ReservedRecord[]>();
+  /** Reserved rows written so far: a rolled-back transaction that wrote none leaves the cache valid. */
+  private reservedWrites = 0;
   /** onCommit effects of the open transaction, in the order registered. */
   private effects: Array<() => void> = [];
   /** commitRegardless writes waiting for the end of the outermost transaction. */
@@ -382,11 +384,12 @@ export class SqliteStore implements Store {
   transaction<T>(fn: () => T): T {
     const outermost = !this.db.inTransaction;
     const mark = this.effects.length;
+    const reservedWrites = this.reservedWrites;
     let result: T;
     try {
       result = (outermost ? this.inTransaction.immediate(() => this.withRegardless(fn)) : this.inTransaction(fn)) as T;
     } catch (err) {
-      this.reservedByNetwork.clear(); // what it read may have been rolled back
+      if (this.reservedWrites !== reservedWrites) this.reservedByNetwork.clear(); // what it read may have been rolled back
       this.effects.length = mark;
       if (outermost && this.regardless.length > 0) {
         // fn failed before the end: the writes it asked to keep get a transaction of their own
@@ -401,6 +404,23 @@ export class SqliteStore implements Store {
     }
     if (outermost) this.runEffects();
     return result;
+  }
+
+  /**
+   * A transaction whose commit does not wait for the disk (synchronous=NORMAL for it alone, in
+   * WAL): it survives the daemon being killed, not a power cut. Only for records whose truth is
+   * durable elsewhere: a cluster network's journal follows etcd's quorum commit, and a power cut
+   * ends the containers whose journal lines it could lose (etcd's claims of them are orphans
+   * then, released after the reclaim grace).
+   */
+  transactionUnsynced<T>(fn: () => T): T {
+    if (this.db.inTransaction) return this.transaction(fn);
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.transaction(fn);
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   onCommit(effect: () => void): void {
@@ -610,15 +630,21 @@ export class SqliteStore implements Store {
   }
 
   listReserved(network: string): ReservedRecord[] {
-    return (this.sql.listReserved.all(network) as ReservedRow[]).map(toReserved);
+    return this.reservedOf(network).slice();
+  }
+
+  /** A network's reserved entries in (family, start) order, cached until one is written. */
+  private reservedOf(network: string): readonly ReservedRecord[] {
+    let entries = this.reservedByNetwork.get(network);
+    if (!entries) {
+      entries = (this.sql.listReserved.all(network) as ReservedRow[]).map(toReserved);
+      this.reservedByNetwork.set(network, entries);
+    }
+    return entries;
   }
 
   reservedCovering(network: string, family: Family, x: bigint): ReservedRecord | undefined {
-    let entries = this.reservedByNetwork.get(network);
-    if (!entries) {
-      entries = this.listReserved(network);
-      this.reservedByNetwork.set(network, entries);
-    }
+    const entries = this.reservedOf(network);
     // The last entry of this family starting at or before x (entries do not overlap).
     let lo = 0;
     let hi = entries.length - 1;
@@ -636,6 +662,7 @@ export class SqliteStore implements Store {
 
   insertReserved(record: Omit<ReservedRecord, 'id'>, now: number): void {
     this.reservedByNetwork.clear();
+    this.reservedWrites++;
     this.sql.insertReserved.run(
       record.network,
       record.family,
@@ -652,6 +679,7 @@ export class SqliteStore implements Store {
 
   updateReserved(id: number, record: Omit<ReservedRecord, 'id' | 'network' | 'source'>): void {
     this.reservedByNetwork.clear();
+    this.reservedWrites++;
     this.sql.updateReserved.run(
       record.family,
       toKey(record.family, record.start),
@@ -666,6 +694,7 @@ export class SqliteStore implements Store {
 
   deleteReserved(id: number): void {
     this.reservedByNetwork.clear();
+    this.reservedWrites++;
     this.sql.deleteReserved.run(id);
   }
 

@@ -169,6 +169,19 @@ describe('store effects', () => {
       expect([covering(35n), covering(15n)?.group, covering(55n)?.group]).toEqual([undefined, 'db', 'kept']);
     });
 
+    it('keeps what it read through a rollback that wrote no reserved entry (no query per batch rehearsed and rolled back)', () => {
+      refused(undone(() => store.appendHistory(line('undone'))));
+      // a row behind the store's back: only a cache still held hides it
+      store.database.prepare("INSERT INTO reserved (network, family, start_ip, end_ip, grp, note, source, entry, created_at, namespaces) SELECT network, family, '0000001e', '00000027', 'raw', NULL, 'operator', 'raw', 1, NULL FROM reserved WHERE grp = 'db'").run();
+      expect(covering(35n)).toBeUndefined();
+      expect(store.listReserved('n').map((r) => r.group)).toEqual(['db']);
+      // a copy: what a caller does to the list is not the cache's
+      store.listReserved('n').length = 0;
+      expect(covering(15n)?.group).toBe('db');
+      store.insertReserved(entry(50n, 59n, 'kept'), 1); // a write reads afresh
+      expect(store.listReserved('n').map((r) => r.group)).toEqual(['db', 'raw', 'kept']);
+    });
+
     it('forgets what a batch read back when its commit did not happen', () => {
       expect(() =>
         store.batch([
@@ -183,5 +196,24 @@ describe('store effects', () => {
       ).toThrow('rolled back');
       expect(covering(35n)).toBeUndefined();
     });
+  });
+
+  it('commits a transactionUnsynced without waiting for the disk, and every other transaction with it', () => {
+    const synchronous = () => store.database.pragma('synchronous', { simple: true });
+    expect(synchronous()).toBe(2); // FULL
+    const during = store.transactionUnsynced(() => {
+      store.appendHistory(line('journal'));
+      return synchronous();
+    });
+    expect(during).toBe(1); // NORMAL, for that commit alone
+    expect(synchronous()).toBe(2);
+    expect(() => store.transactionUnsynced(() => {
+      store.appendHistory(line('undone'));
+      throw new Error('refused');
+    })).toThrow('refused');
+    expect(synchronous()).toBe(2);
+    // inside another transaction it is part of that one, which commits as that one does
+    expect(store.transaction(() => store.transactionUnsynced(() => synchronous()))).toBe(2);
+    expect(reasons()).toEqual(['journal']);
   });
 });
