@@ -46,11 +46,6 @@ export class Mirror {
     return this.entries.get(key);
   }
 
-  /** Keys under a prefix, with their entries. */
-  *under(prefix: string): Iterable<[string, MirrorEntry]> {
-    for (const [key, entry] of this.entries) if (key.startsWith(prefix)) yield [key, entry];
-  }
-
   /** Replace everything with a full read of etcd at `revision`. */
   reload(entries: readonly KvEntry[], revision: number): void {
     const old = this.store;
