@@ -33,6 +33,8 @@ export class Cluster {
   private failures = 0;
   private readonly waiters = new Set<{ revision: number; resolve: () => void }>();
   private paying = false;
+  /** Networks the watch changed, recounted once at the end of the turn (a busy watch brings many events). */
+  private readonly recountDue = new Set<string>();
   /** Told after each (re)load: reconcile the journal with etcd. */
   onLoaded: () => void = () => undefined;
 
@@ -49,7 +51,7 @@ export class Cluster {
     private readonly clock: () => number = Date.now,
   ) {
     this.layout = new KeyLayout(options.prefix);
-    this.mirror = new Mirror(this.layout, nativeBinding, changed);
+    this.mirror = new Mirror(this.layout, nativeBinding, (network) => this.changedSoon(network, changed));
     this.journal = new Journal(local.database);
     this.mirror.seed(this.journal.attachments().map((a) => a.lease));
     const routing = routingFor(this.mirror);
@@ -63,9 +65,23 @@ export class Cluster {
       node,
       log,
       (revision) => this.caughtUp(revision),
-      changed,
+      (network) => {
+        this.recountDue.delete(network); // counted now, with the batch's effects
+        changed(network);
+      },
       () => this.lastError ?? 'not connected yet',
     );
+  }
+
+  private changedSoon(network: string, changed: (network: string) => void): void {
+    if (this.recountDue.size === 0) {
+      setImmediate(() => {
+        const due = [...this.recountDue];
+        this.recountDue.clear();
+        if (!this.closed) for (const name of due) changed(name);
+      });
+    }
+    this.recountDue.add(network);
   }
 
   /** Load in the background; resolves after the first attempt (loaded or not). */
