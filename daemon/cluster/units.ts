@@ -382,7 +382,8 @@ export class ClusterUnits {
       false, // settle() recounts the network once, after the batch's effects
     );
     if (process.env[FAULT_ENV] === 'after-etcd-commit') process.kill(process.pid, 'SIGKILL');
-    this.local.transaction(() => {
+    // etcd's quorum has it durably: the journal's copy need not wait for this disk (sqlite-store.ts)
+    this.local.transactionUnsynced(() => {
       for (const w of plan.writes) {
         const parsed = this.layout.parse('put' in w ? w.put : w.delete);
         if (parsed?.kind !== 'lease') continue;
