@@ -61,7 +61,7 @@ export class Journal {
 
   /** A committed lease of a cluster network: kept when it is this node's attachment, dropped otherwise. */
   follow(network: string, family: Family, ip: bigint, lease: LeaseRecord | undefined, node: string): void {
-    if (lease && lease.containerId !== null && lease.ifname !== null && lease.node === node) {
+    if (attachedTo(lease, node)) {
       this.sql.upsert.run(network, family, toKey(family, ip), lease.containerId, lease.ifname, encodeLease(lease, ''));
     } else this.sql.remove.run(network, family, toKey(family, ip));
   }
@@ -105,4 +105,9 @@ export class Journal {
 function toAttachment(row: AttachmentRow): JournalAttachment {
   const { unit: _unit, ...lease } = decodeLease(row.network, row.family as Family, fromKey(row.ip), row.lease);
   return { lease, state: row.state as AttachmentState, detail: row.detail };
+}
+
+/** Whether a lease is an attachment of this node (the journal keeps a line for it). */
+export function attachedTo(lease: LeaseRecord | undefined, node: string): lease is LeaseRecord {
+  return lease !== undefined && lease.containerId !== null && lease.ifname !== null && lease.node === node;
 }

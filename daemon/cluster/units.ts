@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { SqliteStore } from '../sqlite-store.js';
 import { type KeyLayout, encodeApp, encodeLease, encodeNetwork, encodeReserved, unitOf } from './keys.js';
 import { type Kv, type KvCompare, KvOutcomeUnknown, type KvWrite, prefixEnd } from './kv.js';
-import type { Journal } from './journal.js';
+import { type Journal, attachedTo } from './journal.js';
 import type { Mirror } from './mirror.js';
 import { Capture, type RoutingStore } from './routing-store.js';
 
@@ -382,13 +382,15 @@ export class ClusterUnits {
       false, // settle() recounts the network once, after the batch's effects
     );
     if (process.env[FAULT_ENV] === 'after-etcd-commit') process.kill(process.pid, 'SIGKILL');
-    // etcd's quorum has it durably: the journal's copy need not wait for this disk (sqlite-store.ts)
-    this.local.transactionUnsynced(() => {
-      for (const w of plan.writes) {
-        const parsed = this.layout.parse('put' in w ? w.put : w.delete);
-        if (parsed?.kind !== 'lease') continue;
-        this.journal.follow(parsed.network, parsed.family, parsed.ip, this.mirror.store.leaseAt(parsed.network, parsed.family, parsed.ip), this.node);
-      }
+    const follows = plan.writes.flatMap((w) => {
+      const parsed = this.layout.parse('put' in w ? w.put : w.delete);
+      return parsed?.kind === 'lease' ? [{ ...parsed, lease: this.mirror.store.leaseAt(parsed.network, parsed.family, parsed.ip) }] : [];
+    });
+    // A batch that only adds attachments need not wait for this disk: etcd's quorum holds the
+    // claims, and a power cut that loses the lines ends their containers too (orphans then,
+    // released after the grace). A line removed stays synced: lost, it would be claimed again.
+    const record = () => {
+      for (const f of follows) this.journal.follow(f.network, f.family, f.ip, f.lease, this.node);
       this.routing.writeHistory(plan.capture.history);
       for (const write of plan.capture.regardless) {
         try {
@@ -397,7 +399,9 @@ export class ClusterUnits {
           // a refusal's record that cannot be written must not fail the commit
         }
       }
-    });
+    };
+    if (follows.every((f) => attachedTo(f.lease, this.node))) this.local.transactionUnsynced(record);
+    else this.local.transaction(record);
     this.routing.keepCursors(plan.capture.cursors);
   }
 
