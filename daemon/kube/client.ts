@@ -15,6 +15,8 @@ export interface KubeClient {
   /** The object, or undefined when the API answers 404. Rejects on any other failure. */
   getPod(namespace: string, name: string): Promise<unknown | undefined>;
   getStatefulSet(namespace: string, name: string): Promise<unknown | undefined>;
+  /** A Node object, or undefined when the API answers 404 (the node is gone; NotReady is not). */
+  getNode(name: string): Promise<unknown | undefined>;
   listPods(fieldSelector: string): Promise<ObjectList>;
   listStatefulSets(): Promise<ObjectList>;
   /**
@@ -78,6 +80,7 @@ export async function connect(connection: KubeConnection): Promise<KubeClient> {
     library: from,
     getPod: (namespace, name) => orAbsent(() => core.readNamespacedPod({ namespace, name })),
     getStatefulSet: (namespace, name) => orAbsent(() => apps.readNamespacedStatefulSet({ namespace, name })),
+    getNode: (name) => orAbsent(() => core.readNode({ name })),
     listPods: async (fieldSelector) => listOf(await core.listPodForAllNamespaces({ fieldSelector })),
     listStatefulSets: async () => listOf(await apps.listStatefulSetForAllNamespaces()),
     async watch(path, query, onEvent, done) {
