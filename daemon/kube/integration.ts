@@ -60,8 +60,10 @@ export class KubeIntegration {
   private run: RunUnit | undefined;
   private cluster: ClusterAttachments | undefined;
   private refusedNow: string[] = [];
-  /** What was last logged of each gone node's kept attachments: the log speaks once per change, not every pass. */
-  private readonly goneNodeLogged = new Map<string, string>();
+  /** How many attachments each gone node kept at the last pass: the log says so once per change, not every pass. */
+  private readonly goneNodeKept = new Map<string, number>();
+  /** The last failure of a gone-node pass, logged once until it changes. */
+  private goneNodeError: string | undefined;
   released = 0;
   /** Attachments of gone nodes ended since start (stateless freed + stateful left held). */
   releasedOfGoneNodes = 0;
@@ -305,21 +307,30 @@ export class KubeIntegration {
         for (const lease of attachments) {
           const pod = boundPodOf(lease)!;
           const key = `${pod.namespace}/${pod.name}`;
-          if (!pods.has(key)) pods.set(key, podFacts(await within(this.client.getPod(pod.namespace, pod.name), READ_BOUND_MS)));
+          if (pods.has(key)) continue;
+          const read = await within(this.client.getPod(pod.namespace, pod.name), READ_BOUND_MS);
+          // Only a 404 says "deleted"; an object that cannot be read as a pod says nothing.
+          const facts = read === undefined ? undefined : podFacts(read);
+          if (read !== undefined && !facts) throw new Error(`pod ${key}: the API's answer is not a pod`);
+          pods.set(key, facts);
         }
       } catch (err) {
-        this.log.warn('kubernetes read failed: the attachments of other nodes stay', { node, error: (err as Error).message });
+        const error = (err as Error).message;
+        if (this.goneNodeError !== error) this.log.warn('kubernetes read failed: the attachments of other nodes stay', { node, error });
+        this.goneNodeError = error;
         return;
       }
+      this.goneNodeError = undefined;
       if (this.fence()) return;
       const decision = decideGoneNode(node, attachments, { node: 'absent', podsOnNode, pods });
       const ended = decision.release.length > 0 ? await cluster.endConfirmedGone(node, decision.release) : { released: 0, held: 0 };
       this.releasedOfGoneNodes += ended.released + ended.held;
-      const said = `${ended.released}/${ended.held}/${decision.kept.length}`;
-      if (ended.released + ended.held > 0 || this.goneNodeLogged.get(node) !== said) {
-        this.goneNodeLogged.set(node, said);
+      if (ended.released + ended.held > 0) {
         this.log.info('node gone from the Kubernetes API: ended the attachments whose pods it confirmed gone', { node, released: ended.released, held: ended.held, kept: decision.kept.length });
+      } else if (this.goneNodeKept.get(node) !== decision.kept.length) {
+        this.log.info('node gone from the Kubernetes API: its attachments stay while their pods exist', { node, kept: decision.kept.length });
       }
+      this.goneNodeKept.set(node, decision.kept.length);
     }
   }
 

@@ -4,7 +4,7 @@
 // (with resourceVersion and fieldSelector spec.nodeName), watch from a resourceVersion (JSON
 // lines; 410 Gone as an ERROR event once the history is compacted, as the API server does),
 // bearer-token authentication (401 otherwise). The test drives it: create,
-// update and delete objects; break every watch; take the API down and back up on the same port;
+// update and delete objects; refuse a kind's get (403); break every watch; take the API down and back up on the same port;
 // make it hang (accept and never answer).
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -65,6 +65,8 @@ export class FakeKube {
   private server: Server;
   private port = 0;
   private hanging = false;
+  /** Kinds whose get is refused as RBAC refuses it (403 Forbidden). */
+  private readonly forbidden = new Set<Kind>();
   private held: ServerResponse[] = [];
   /** Requests served, by "METHOD path?watch" (for tests that count calls). */
   readonly requests: string[] = [];
@@ -215,6 +217,12 @@ export class FakeKube {
     await this.listen(this.port);
   }
 
+  /** Refuse get of a kind (403 Forbidden, as RBAC does without the verb), until allowed again. */
+  forbid(kind: Kind, on: boolean): void {
+    if (on) this.forbidden.add(kind);
+    else this.forbidden.delete(kind);
+  }
+
   /** Accept requests and never answer them (a black-holed API), until hang(false). */
   hang(on: boolean): void {
     this.hanging = on;
@@ -282,6 +290,10 @@ export class FakeKube {
     if (!route) return status(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { kind, namespace, name } = route;
     if (name !== undefined) {
+      if (this.forbidden.has(kind)) {
+        const scope = namespace === undefined ? 'at the cluster scope' : `in the namespace "${namespace}"`;
+        return status(res, 403, 'Forbidden', `${kind} "${name}" is forbidden: User "system:serviceaccount:reservoir:reservoird" cannot get resource "${kind}" in API group "${GROUPS[kind].apiVersion === 'v1' ? '' : 'apps'}" ${scope}`, { name, kind });
+      }
       const object = this.objects.get(key(kind, namespace ?? '', name));
       if (!object) return status(res, 404, 'NotFound', `${kind} "${name}" not found`, { name, kind });
       return json(res, 200, object);

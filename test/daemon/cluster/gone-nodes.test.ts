@@ -170,4 +170,22 @@ describeWithPrereqs('gone nodes, confirmed by the Kubernetes API', ['etcd'], () 
     expect(await addOk(shared(b().socket), { containerId: 'takes-web', args: { IP: webIp } })).toEqual([webIp]);
     expect((await addErr(shared(b().socket), { containerId: 'db-b', args: { K8S_POD_NAMESPACE: 'db', K8S_POD_NAME: 'pg-0' } })).code).toBe(101);
   });
+
+  it('ends nothing while the Node read is refused (a ClusterRole without get on nodes), says so once; ends once it is allowed', async () => {
+    await startNodes(100);
+    await nodeCWithAttachments();
+    fake!.forbid('nodes', true);
+    fake!.delete('nodes', '', 'node-c');
+    fake!.delete('pods', 'web', 'front-1');
+    const refusals = requested('/api/v1/nodes/node-c');
+    await waitFor(async () => (requested('/api/v1/nodes/node-c') >= refusals + 6 ? true : undefined), 5_000, 'several passes read the Node');
+    await passes();
+    expect(byContainer(await leasesOn(b())).has('web-c')).toBe(true);
+    const warned = logs.filter((l) => l.msg === 'kubernetes read failed: the attachments of other nodes stay');
+    expect(warned.length).toBeGreaterThan(0);
+    expect(warned.length).toBeLessThanOrEqual(nodes.length); // once per daemon, not once per pass
+    expect(warned[0]!.error).toMatch(/403|forbidden/i);
+    fake!.forbid('nodes', false);
+    await waitFor(async () => (byContainer(await leasesOn(b())).has('web-c') ? undefined : true), 10_000, 'the attachment ends once the read is allowed');
+  });
 }, { timeout: 60_000 });
