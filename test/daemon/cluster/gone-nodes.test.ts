@@ -6,6 +6,7 @@
 // pods are gone, never those without a pod binding, never those of a node that exists.
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { main } from '../../../ctl/main.js';
 import type { KubeOptions } from '../../../daemon/kube/integration.js';
 import { createLogger } from '../../../daemon/log.js';
 import { Cleanup } from '../../support/cleanup.js';
@@ -118,6 +119,10 @@ describeWithPrereqs('gone nodes, confirmed by the Kubernetes API', ['etcd'], () 
     // Exactly one release of each, whichever daemon won (compare-and-swap), counted in its health.
     const counted = await Promise.all(nodes.map(async (node) => (await op(node.socket, 'health')).kubernetes.releasedOfGoneNodes as number));
     expect(counted.reduce((x, y) => x + y, 0)).toBe(2);
+    const releaser = nodes[counted.findIndex((n) => n > 0)]!;
+    let shown = '';
+    expect(await main({ argv: ['health'], stdout: (t) => void (shown += t), stderr: () => undefined, env: { RESERVOIR_SOCKET: releaser.socket } })).toBe(0);
+    expect(shown).toMatch(new RegExp(`^gone nodes\\s+${counted.find((n) => n > 0)} attachment\\(s\\) ended: their node and pod confirmed gone by the API$`, 'm'));
     const events = (await Promise.all(nodes.map(async (node) => (await op(node.socket, 'history', { params: { network: 'shared' } })).events))).flat();
     const ended = events.filter((e: { reason: string }) => e.reason === 'node_gone');
     expect(ended.map((e: { event: string; ip: string }) => `${e.event} ${e.ip}`).sort()).toEqual([`hold ${dbIp}`, `release ${webIp}`].sort());
