@@ -62,8 +62,8 @@ export class KubeIntegration {
   private refusedNow: string[] = [];
   /** How many attachments each gone node kept at the last pass: the log says so once per change, not every pass. */
   private readonly goneNodeKept = new Map<string, number>();
-  /** The last failure of a gone-node pass, logged once until it changes. */
-  private goneNodeError: string | undefined;
+  /** The last read failure about each node, logged once until it changes. */
+  private readonly goneNodeErrors = new Map<string, string>();
   released = 0;
   /** Attachments of gone nodes ended since start (stateless freed + stateful left held). */
   releasedOfGoneNodes = 0;
@@ -316,11 +316,11 @@ export class KubeIntegration {
         }
       } catch (err) {
         const error = (err as Error).message;
-        if (this.goneNodeError !== error) this.log.warn('kubernetes read failed: the attachments of other nodes stay', { node, error });
-        this.goneNodeError = error;
+        if (this.goneNodeErrors.get(node) !== error) this.log.warn('kubernetes read failed: the attachments of other nodes stay', { node, error });
+        this.goneNodeErrors.set(node, error);
         return;
       }
-      this.goneNodeError = undefined;
+      this.goneNodeErrors.delete(node);
       if (this.fence()) return;
       const decision = decideGoneNode(node, attachments, { node: 'absent', podsOnNode, pods });
       const ended = decision.release.length > 0 ? await cluster.endConfirmedGone(node, decision.release) : { released: 0, held: 0 };
