@@ -57,6 +57,7 @@ export class KubeIntegration {
   private resyncTimer: NodeJS.Timeout | undefined;
   private pending: Promise<void> | undefined;
   private again = false;
+  private goneNodesDue = false;
   private run: RunUnit | undefined;
   private cluster: ClusterAttachments | undefined;
   private refusedNow: string[] = [];
@@ -103,7 +104,7 @@ export class KubeIntegration {
         query: {},
         facts: statefulSetFacts,
         key,
-        onChange: () => this.schedule(),
+        onChange: () => this.schedule(false),
         onSynced: () => this.schedule(),
         retryMs,
       },
@@ -222,9 +223,14 @@ export class KubeIntegration {
     };
   }
 
-  /** One pass over the StatefulSets that hold IPs here, then over gone nodes; coalesces requests made meanwhile. */
-  schedule(): Promise<void> {
+  /**
+   * One pass over the StatefulSets that hold IPs here, then, unless `goneNodes` is false, over
+   * gone nodes; coalesces requests made meanwhile. A StatefulSet event asks for the first only:
+   * gone nodes cost a Node read per other node, so they wait for the resync (or a list).
+   */
+  schedule(goneNodes = true): Promise<void> {
     if (!this.run) return Promise.resolve();
+    if (goneNodes) this.goneNodesDue = true;
     if (this.pending) {
       this.again = true;
       return this.pending;
@@ -233,7 +239,10 @@ export class KubeIntegration {
       do {
         this.again = false;
         await this.reconcile(this.run!).catch((err: unknown) => this.log.error('statefulset reconcile failed', { error: String(err) }));
-        if (this.cluster) await this.endGoneNodes(this.cluster).catch((err: unknown) => this.log.error('gone-node release failed', { error: String(err) }));
+        if (this.cluster && this.goneNodesDue) {
+          this.goneNodesDue = false;
+          await this.endGoneNodes(this.cluster).catch((err: unknown) => this.log.error('gone-node release failed', { error: String(err) }));
+        }
       } while (this.again);
     })().finally(() => {
       this.pending = undefined;

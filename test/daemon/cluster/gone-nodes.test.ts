@@ -88,6 +88,11 @@ describeWithPrereqs('gone nodes, confirmed by the Kubernetes API', ['etcd'], () 
     return { web, sts, db, webIp: webIp!, dbIp: dbIp!, podmanIp: podmanIp! };
   }
 
+  /** Let the StatefulSet passes the watch events asked for end. */
+  const passesOfStatefulSetsOnly = async () => {
+    for (const node of nodes) await node.daemon.kube!.schedule(false);
+  };
+
   /** One full pass of each remaining daemon, begun after this call (a pass under way is followed by another). */
   const passes = async () => {
     for (const node of nodes) await node.daemon.kube!.schedule();
@@ -153,6 +158,12 @@ describeWithPrereqs('gone nodes, confirmed by the Kubernetes API', ['etcd'], () 
     expect(fake!.requests.slice(before).filter((r) => r.startsWith('GET /api/v1/nodes/') || r.includes('/pods/'))).toEqual(['GET /api/v1/nodes/node-c']);
     expect([...byContainer(await leasesOn(b())).keys()].sort()).toEqual(['db-c', 'front-a', 'podman-c', 'web-c']);
     expect((await op(a().socket, 'health')).kubernetes.releasedOfGoneNodes).toBe(0);
+    // A StatefulSet event runs the StatefulSet pass only: Node reads wait for the resync.
+    const settled = requested('/api/v1/nodes/node-c');
+    fake!.updateStatefulSet('db', 'pg', { annotations: { 'reservoir.io/when-scaled': 'Delete' } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await passesOfStatefulSetsOnly();
+    expect(requested('/api/v1/nodes/node-c')).toBe(settled);
   });
 
   it('ends nothing while the API is down; ends the confirmed ones once it is back', async () => {
