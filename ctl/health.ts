@@ -34,6 +34,7 @@ export async function handler(argv: Args): Promise<void> {
       ...h.netns.map((n): [string, string] => [`netns ${n.root}`, `${n.visible ? 'visible' : 'NOT VISIBLE'}: ${n.why}`]),
       ['kubernetes', h.kubernetes === null ? 'off' : `${h.kubernetes.server}, node ${h.kubernetes.node}; ${h.kubernetes.fenced === null ? 'in step' : `releases paused: ${h.kubernetes.fenced}`}`],
       ...(h.kubernetes?.refused ?? []).map((r): [string, string] => ['refused', r]),
+      ...(h.kubernetes?.releasedOfGoneNodes ? ([['gone nodes', `${h.kubernetes.releasedOfGoneNodes} attachment(s) ended: their node and pod confirmed gone by the API`]] as const) : []),
       ['etcd', clusterLine(h)],
       // Shown when there is something to act on (reservoirctl usage names the networks).
       ...(h.misfits > 0 ? ([['misfits', `${h.misfits} lease(s) no longer fit their network's config`]] as const) : []),

@@ -218,7 +218,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
 
   const run = <T>(fn: () => T, network?: string) => units.run(network, fn);
-  kube?.begin(run);
+  // With cluster networks, the integration also ends the attachments of nodes the API confirms gone.
+  kube?.begin(run, clusterService);
   const configDir = options.cniConfDir ? watchConfigDir(options.cniConfDir, networks, units, log, now) : undefined;
   const stopWatching = () => configDir?.stop();
   if (cluster && clusterService) {
@@ -226,6 +227,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       ledger.load([...cluster.mirror.networks]);
       configDir?.rescan(); // a cluster network's file waited for etcd
       void clusterService.afterLoad();
+      void kube?.schedule(); // gone nodes are looked at once the copy of etcd is there, not only at the next resync
     };
     await cluster.start();
   }

@@ -293,10 +293,10 @@ export class CniService {
     return { ready: true };
   }
 
-  /** Stateless leases end; stateful ones stay held by their app. */
-  release(lease: LeaseRecord, reason: ReleaseReason): void {
-    if (lease.kind === 'stateful') this.ledger.detach(lease, reason);
-    else this.ledger.remove(lease, reason);
+  /** Stateless leases end; stateful ones stay held by their app. `detail`: why, for the history. */
+  release(lease: LeaseRecord, reason: ReleaseReason, detail: string | null = null): void {
+    if (lease.kind === 'stateful') this.ledger.detach(lease, reason, detail);
+    else this.ledger.remove(lease, reason, detail);
   }
 
   private requestedBySet(config: IpamConfig, ips: readonly Ip[]): Map<number, Ip> {

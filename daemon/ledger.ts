@@ -12,12 +12,13 @@ export type Pool = 'dynamic' | 'reserved';
 export type ClaimReason = 'requested' | 'group' | 'dynamic' | 'reattached' | 'takeover';
 /** abandoned: an ADD whose caller gave up before its answer, undone (write-queue.ts). */
 /** orphan: a cluster lease of this node that its journal does not know (a crash between etcd's commit and the journal's). */
-export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset' | 'abandoned' | 'orphan';
+/** node_gone: another node's attachment, its Node and its pod confirmed gone by the Kubernetes API. */
+export type ReleaseReason = 'del' | 'gc' | 'netns_gone' | 'hold_expired' | 'operator' | 'replaced' | 'statefulset' | 'abandoned' | 'orphan' | 'node_gone';
 export type RefusalReason = 'lost_race' | 'in_use' | 'forbidden' | 'refused_change';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = ['lost_race', 'in_use', 'forbidden', 'refused_change'];
 /** Releases the daemon made by itself (no DEL, no operator): the reclaimed metric. */
-export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired', 'statefulset', 'orphan'];
+export const RECLAIM_REASONS: readonly ReleaseReason[] = ['gc', 'netns_gone', 'hold_expired', 'statefulset', 'orphan', 'node_gone'];
 
 export interface PoolCounts {
   /** With a container attached. */
@@ -107,15 +108,15 @@ export class Ledger {
   }
 
   /** A stateful IP stays held for its app with no container. */
-  detach(lease: LeaseRecord, reason: ReleaseReason): void {
+  detach(lease: LeaseRecord, reason: ReleaseReason, detail: string | null = null): void {
     this.store.detachLease(lease.network, lease.family, lease.ip, this.now());
-    this.record(lease, 'hold', reason, stateOf(lease), 'held');
+    this.record(lease, 'hold', reason, stateOf(lease), 'held', detail);
   }
 
   /** The lease ends: the IP is free. */
-  remove(lease: LeaseRecord, reason: ReleaseReason): void {
+  remove(lease: LeaseRecord, reason: ReleaseReason, detail: string | null = null): void {
     this.store.deleteLease(lease.network, lease.family, lease.ip);
-    this.record(lease, 'release', reason, stateOf(lease), undefined);
+    this.record(lease, 'release', reason, stateOf(lease), undefined, detail);
   }
 
   /**
@@ -198,7 +199,7 @@ export class Ledger {
     return counts;
   }
 
-  private record(lease: LeaseRecord, event: HistoryEventKind, reason: string, from: LeaseState | undefined, to: LeaseState | undefined): void {
+  private record(lease: LeaseRecord, event: HistoryEventKind, reason: string, from: LeaseState | undefined, to: LeaseState | undefined, detail: string | null = null): void {
     const pool: Pool = this.store.reservedCovering(lease.network, lease.family, lease.ip) === undefined ? 'dynamic' : 'reserved';
     const line: Omit<HistoryRecord, 'id'> = {
       at: this.now(),
@@ -213,7 +214,7 @@ export class Ledger {
       kind: lease.kind,
       node: this.node,
       holder: null,
-      detail: null,
+      detail,
     };
     const id = this.store.appendHistory(line);
     this.store.onCommit(() => {

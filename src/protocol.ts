@@ -37,6 +37,8 @@ export interface KubernetesHealth {
   readonly watches: ReadonlyArray<{ readonly what: string; readonly synced: boolean; readonly resumes: number; readonly relists: number; readonly error: string | null }>;
   /** StatefulSet holds released since start. */
   readonly released: number;
+  /** Attachments of nodes gone from the API (their pods confirmed gone) ended since start: stateless freed, stateful left held. */
+  readonly releasedOfGoneNodes: number;
   /** Re-pinned StatefulSet IPs that wait for a running pod. */
   readonly refused: readonly string[];
 }
@@ -251,7 +253,7 @@ export interface HistoryEntryView {
   readonly ip: string;
   /** claim, hold (stateful IP kept with no container), release, refusal. */
   readonly event: 'claim' | 'hold' | 'release' | 'refusal';
-  /** claim: requested, group, dynamic, reattached, takeover; hold/release: del, gc, netns_gone, hold_expired, operator, replaced, statefulset; refusal: lost_race, in_use, forbidden, refused_change. */
+  /** claim: requested, group, dynamic, reattached, takeover; hold/release: del, gc, netns_gone, hold_expired, operator, replaced, statefulset, abandoned, orphan, node_gone (detail: the node and why its pod counts as gone); refusal: lost_race, in_use, forbidden, refused_change. */
   readonly reason: string;
   readonly app: string | null;
   readonly containerId: string | null;

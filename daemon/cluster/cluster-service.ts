@@ -1,6 +1,7 @@
 // The cluster's use cases beyond CNI calls: DEL while etcd is away (the journal), paying those
 // releases back, reconciling this node's journal with etcd (orphans, lost claims, conflicts;
-// `reservoirctl check`), and releasing the attachments of a node that is gone.
+// `reservoirctl check`), and releasing the attachments of a node that is gone (by the operator,
+// or once the Kubernetes integration confirms the node and the pods gone).
 import { formatValue } from '../../src/address.js';
 import type { CniInvocation } from '../../src/invocation.js';
 import { ReservoirError } from '../../src/errors.js';
@@ -175,24 +176,70 @@ export class ClusterService {
         after = { family: last.family, ip: last.ip };
         const page = scanned.filter((l) => l.node === node);
         if (page.length === 0) continue;
-        const counts = await this.cluster.units.run(network, () => {
-          let r = 0;
-          let h = 0;
-          for (const lease of page) {
-            const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
-            if (!now || now.node !== node || now.containerId === null) continue;
-            this.cni.release(now, 'operator');
-            if (now.kind === 'stateful') h++;
-            else r++;
-          }
-          return { r, h };
-        });
-        released += counts.r;
-        held += counts.h;
+        const counts = await this.endAttachments(network, page.map((lease) => ({ lease, why: null })), node, 'operator', (now) => now.containerId !== null);
+        released += counts.released;
+        held += counts.held;
       }
     }
     this.log.info('released the attachments of a node', { node, released, held, by: 'operator' });
     return { node, released, held };
+  }
+
+  /** The attachments of other nodes in the cluster networks, as this daemon's copy of etcd has them now; none before it is loaded. */
+  attachmentsOfOtherNodes(): LeaseRecord[] {
+    const mirror = this.cluster.mirror;
+    if (!mirror.loaded) return [];
+    const out: LeaseRecord[] = [];
+    for (const network of [...mirror.networks]) {
+      for (let after: { family: 4 | 6; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
+        page = mirror.store.attachedLeasesAfter(network, after, 1000);
+        for (const lease of page) if (lease.node && lease.node !== this.node) out.push(lease);
+        if (page.length < 1000) break;
+        const last = page[page.length - 1]!;
+        after = { family: last.family, ip: last.ip };
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The Kubernetes API confirmed these attachments' node and pods gone: end each one that is still
+   * exactly the attachment that was judged (same container, pod and creation; a unit per network,
+   * so etcd's compare-and-swap makes several daemons doing it at once harmless).
+   */
+  async endConfirmedGone(node: string, ends: ReadonlyArray<{ lease: LeaseRecord; why: string }>): Promise<{ released: number; held: number }> {
+    let released = 0;
+    let held = 0;
+    for (const network of new Set(ends.map((e) => e.lease.network))) {
+      const counts = await this.endAttachments(network, ends.filter((e) => e.lease.network === network), node, 'node_gone', (now, judged) =>
+        now.containerId === judged.containerId && now.ifname === judged.ifname && (now.podUid ?? null) === (judged.podUid ?? null) && now.createdAt === judged.createdAt,
+      );
+      released += counts.released;
+      held += counts.held;
+    }
+    return { released, held };
+  }
+
+  /** One unit: release those of `ends` still of `node` and still `unchanged`, as `reason` (stateful IPs stay held by their apps). */
+  private endAttachments(
+    network: string,
+    ends: ReadonlyArray<{ lease: LeaseRecord; why: string | null }>,
+    node: string,
+    reason: 'operator' | 'node_gone',
+    unchanged: (now: LeaseRecord, judged: LeaseRecord) => boolean,
+  ): Promise<{ released: number; held: number }> {
+    return this.cluster.units.run(network, () => {
+      let released = 0;
+      let held = 0;
+      for (const { lease, why } of ends) {
+        const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
+        if (!now || now.node !== node || now.containerId === null || !unchanged(now, lease)) continue;
+        this.cni.release(now, reason, why);
+        if (now.kind === 'stateful') held++;
+        else released++;
+      }
+      return { released, held };
+    });
   }
 }
 

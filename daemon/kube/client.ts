@@ -15,6 +15,8 @@ export interface KubeClient {
   /** The object, or undefined when the API answers 404. Rejects on any other failure. */
   getPod(namespace: string, name: string): Promise<unknown | undefined>;
   getStatefulSet(namespace: string, name: string): Promise<unknown | undefined>;
+  /** A Node object, or undefined when the API answers 404 (the node is gone; NotReady is not). */
+  getNode(name: string): Promise<unknown | undefined>;
   listPods(fieldSelector: string): Promise<ObjectList>;
   listStatefulSets(): Promise<ObjectList>;
   /**
@@ -49,6 +51,25 @@ function statusOf(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/**
+ * An API refusal in a line that stays the same from one try to the next: client-node's message
+ * carries the response headers (Date among them), which would make every log line new.
+ */
+function apiError(err: unknown): unknown {
+  const code = statusOf(err);
+  if (code === undefined) return err;
+  let body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      // not a Status object: the status code says enough
+    }
+  }
+  const said = (body as { message?: unknown } | undefined)?.message;
+  return Object.assign(new Error(`HTTP ${code}${typeof said === 'string' ? `: ${said}` : ''}`, { cause: err }), { code });
+}
+
 export async function connect(connection: KubeConnection): Promise<KubeClient> {
   const { k8s, from } = await loadClientNode();
   const config = new k8s.KubeConfig();
@@ -66,7 +87,7 @@ export async function connect(connection: KubeConnection): Promise<KubeClient> {
       return await read();
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
-      throw err;
+      throw apiError(err);
     }
   };
   const listOf = (list: { items: unknown[]; metadata?: { resourceVersion?: string } }): ObjectList => ({
@@ -78,8 +99,9 @@ export async function connect(connection: KubeConnection): Promise<KubeClient> {
     library: from,
     getPod: (namespace, name) => orAbsent(() => core.readNamespacedPod({ namespace, name })),
     getStatefulSet: (namespace, name) => orAbsent(() => apps.readNamespacedStatefulSet({ namespace, name })),
-    listPods: async (fieldSelector) => listOf(await core.listPodForAllNamespaces({ fieldSelector })),
-    listStatefulSets: async () => listOf(await apps.listStatefulSetForAllNamespaces()),
+    getNode: (name) => orAbsent(() => core.readNode({ name })),
+    listPods: async (fieldSelector) => listOf(await core.listPodForAllNamespaces({ fieldSelector }).catch((err: unknown) => Promise.reject(apiError(err)))),
+    listStatefulSets: async () => listOf(await apps.listStatefulSetForAllNamespaces().catch((err: unknown) => Promise.reject(apiError(err)))),
     async watch(path, query, onEvent, done) {
       const controller = await watcher.watch(path, query, onEvent, (err: unknown) => {
         if (err === null || err === undefined) return done(undefined);

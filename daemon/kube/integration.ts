@@ -1,8 +1,9 @@
 // The Kubernetes integration: on when reservoird has a kubeconfig or runs in a cluster. It
 // watches the pods of its node and the StatefulSets, tells ADD what the API knows about its pod
 // (never waiting long for it), releases a StatefulSet's holds when it goes or shrinks (by its
-// policy), and fences every release while the API is unreachable or the watches are behind.
-// Every release is decided on a fresh read from the API, never on the cache alone.
+// policy), ends the attachments of other nodes once the API confirms the node and their pods gone
+// (cluster networks), and fences every release while the API is unreachable or the watches are
+// behind. Every release is decided on a fresh read from the API, never on the cache alone.
 import { formatValue } from '../../src/address.js';
 import type { CniInvocation } from '../../src/invocation.js';
 import type { KubernetesHealth } from '../../src/protocol.js';
@@ -12,6 +13,7 @@ import type { RunUnit } from '../reconciler.js';
 import type { LeaseRecord, Store } from '../store.js';
 import { type KubeClient, type KubeConnection, connect } from './client.js';
 import { type PodFacts, type StatefulSetFacts, podFacts, statefulSetFacts, statefulSetOwner } from './facts.js';
+import { type GoneNodeVerdict, boundAttachmentsByNode, boundPodOf, decideGoneNode } from './gone-nodes.js';
 import { type AddRequest, admit, decideHolds } from './policy.js';
 import { Reflector } from './reflector.js';
 
@@ -26,6 +28,14 @@ export interface KubeOptions extends KubeConnection {
 
 export const DEFAULT_ADD_BOUND_MS = 1_000;
 const READ_BOUND_MS = 10_000;
+
+/** The cluster networks as the integration sees them (ClusterService): other nodes' attachments, and their end. */
+export interface ClusterAttachments {
+  /** Other nodes' attachments, from this daemon's copy of etcd. */
+  attachmentsOfOtherNodes(): readonly LeaseRecord[];
+  /** End each attachment still as judged, through the cluster units; stateful IPs stay held. */
+  endConfirmedGone(node: string, ends: readonly GoneNodeVerdict[]): Promise<{ released: number; held: number }>;
+}
 
 /** What health shows of the integration: the wire protocol's shape. */
 export type KubeHealth = KubernetesHealth;
@@ -47,9 +57,17 @@ export class KubeIntegration {
   private resyncTimer: NodeJS.Timeout | undefined;
   private pending: Promise<void> | undefined;
   private again = false;
+  private goneNodesDue = false;
   private run: RunUnit | undefined;
+  private cluster: ClusterAttachments | undefined;
   private refusedNow: string[] = [];
+  /** How many attachments each gone node kept at the last pass: the log says so once per change, not every pass. */
+  private readonly goneNodeKept = new Map<string, number>();
+  /** The last read failure about each node, logged once until it changes. */
+  private readonly goneNodeErrors = new Map<string, string>();
   released = 0;
+  /** Attachments of gone nodes ended since start (stateless freed + stateful left held). */
+  releasedOfGoneNodes = 0;
 
   private constructor(
     private readonly client: KubeClient,
@@ -86,7 +104,7 @@ export class KubeIntegration {
         query: {},
         facts: statefulSetFacts,
         key,
-        onChange: () => this.schedule(),
+        onChange: () => this.schedule(false),
         onSynced: () => this.schedule(),
         retryMs,
       },
@@ -103,9 +121,10 @@ export class KubeIntegration {
     return kube;
   }
 
-  /** Start checking StatefulSet holds, through the daemon's write queue. */
-  begin(run: RunUnit): void {
+  /** Start checking StatefulSet holds, through the daemon's write queue, and (with cluster networks) gone nodes. */
+  begin(run: RunUnit, cluster?: ClusterAttachments): void {
     this.run = run;
+    this.cluster = cluster;
     this.resyncTimer = setInterval(() => this.schedule(), this.options.resyncMs ?? 30_000);
     this.resyncTimer.unref();
     this.schedule();
@@ -199,13 +218,19 @@ export class KubeIntegration {
         error: r.lastError ?? null,
       })),
       released: this.released,
+      releasedOfGoneNodes: this.releasedOfGoneNodes,
       refused: this.refusedNow,
     };
   }
 
-  /** One pass over the StatefulSets that hold IPs here; coalesces requests made meanwhile. */
-  schedule(): Promise<void> {
+  /**
+   * One pass over the StatefulSets that hold IPs here, then, unless `goneNodes` is false, over
+   * gone nodes; coalesces requests made meanwhile. A StatefulSet event asks for the first only:
+   * gone nodes cost a Node read per other node, so they wait for the resync (or a list).
+   */
+  schedule(goneNodes = true): Promise<void> {
     if (!this.run) return Promise.resolve();
+    if (goneNodes) this.goneNodesDue = true;
     if (this.pending) {
       this.again = true;
       return this.pending;
@@ -214,6 +239,10 @@ export class KubeIntegration {
       do {
         this.again = false;
         await this.reconcile(this.run!).catch((err: unknown) => this.log.error('statefulset reconcile failed', { error: String(err) }));
+        if (this.cluster && this.goneNodesDue) {
+          this.goneNodesDue = false;
+          await this.endGoneNodes(this.cluster).catch((err: unknown) => this.log.error('gone-node release failed', { error: String(err) }));
+        }
       } while (this.again);
     })().finally(() => {
       this.pending = undefined;
@@ -265,6 +294,53 @@ export class KubeIntegration {
     }
     for (const message of refused) if (!this.refusedNow.includes(message)) this.log.warn('statefulset IP change refused while its pod runs', { problem: message });
     this.refusedNow = refused;
+  }
+
+  /**
+   * Issue 11 rule 6: another node's attachments end once the API says, on reads taken now, that
+   * its Node is gone (404) and that each one's pod is gone. One Node read per other node with
+   * bound attachments, nothing more while every node exists; any failure or a fence: nothing
+   * ends this pass.
+   */
+  private async endGoneNodes(cluster: ClusterAttachments): Promise<void> {
+    if (this.fence()) return;
+    for (const [node, attachments] of boundAttachmentsByNode(this.options.nodeName, cluster.attachmentsOfOtherNodes())) {
+      let pods: Map<string, PodFacts | undefined>;
+      let podsOnNode: Set<string>;
+      try {
+        if ((await within(this.client.getNode(node), READ_BOUND_MS)) !== undefined) continue;
+        // Still bound to the node by UID, whatever the lease's app says: not gone.
+        const listed = await within(this.client.listPods(`spec.nodeName=${node}`), READ_BOUND_MS);
+        podsOnNode = new Set(listed.items.flatMap((item) => podFacts(item)?.uid ?? []));
+        pods = new Map();
+        for (const lease of attachments) {
+          const pod = boundPodOf(lease)!;
+          const key = `${pod.namespace}/${pod.name}`;
+          if (pods.has(key)) continue;
+          const read = await within(this.client.getPod(pod.namespace, pod.name), READ_BOUND_MS);
+          // Only a 404 says "deleted"; an object that cannot be read as a pod says nothing.
+          const facts = read === undefined ? undefined : podFacts(read);
+          if (read !== undefined && !facts) throw new Error(`pod ${key}: the API's answer is not a pod`);
+          pods.set(key, facts);
+        }
+      } catch (err) {
+        const error = (err as Error).message;
+        if (this.goneNodeErrors.get(node) !== error) this.log.warn('kubernetes read failed: the attachments of other nodes stay', { node, error });
+        this.goneNodeErrors.set(node, error);
+        return;
+      }
+      this.goneNodeErrors.delete(node);
+      if (this.fence()) return;
+      const decision = decideGoneNode(node, attachments, { node: 'absent', podsOnNode, pods });
+      const ended = decision.release.length > 0 ? await cluster.endConfirmedGone(node, decision.release) : { released: 0, held: 0 };
+      this.releasedOfGoneNodes += ended.released + ended.held;
+      if (ended.released + ended.held > 0) {
+        this.log.info('node gone from the Kubernetes API: ended the attachments whose pods it confirmed gone', { node, released: ended.released, held: ended.held, kept: decision.kept.length });
+      } else if (this.goneNodeKept.get(node) !== decision.kept.length) {
+        this.log.info('node gone from the Kubernetes API: its attachments stay while their pods exist', { node, kept: decision.kept.length });
+      }
+      this.goneNodeKept.set(node, decision.kept.length);
+    }
   }
 
   private nodeSelector(): string {

@@ -1,19 +1,21 @@
 // A faithful fake of the part of the Kubernetes API that reservoird uses, for tests driven
-// through the real @kubernetes/client-node: pods (core/v1), statefulsets and replicasets
-// (apps/v1); get, list (with resourceVersion and fieldSelector spec.nodeName), watch from a
-// resourceVersion (JSON lines; 410 Gone as an ERROR event once the history is compacted, as the
-// API server does), bearer-token authentication (401 otherwise). The test drives it: create,
-// update and delete objects; break every watch; take the API down and back up on the same port;
+// through the real @kubernetes/client-node: pods and nodes (core/v1; nodes are cluster-scoped),
+// statefulsets and replicasets (apps/v1); get (404 with the API's NotFound Status body), list
+// (with resourceVersion and fieldSelector spec.nodeName), watch from a resourceVersion (JSON
+// lines; 410 Gone as an ERROR event once the history is compacted, as the API server does),
+// bearer-token authentication (401 otherwise). The test drives it: create,
+// update and delete objects; refuse a kind's get (403); break every watch; take the API down and back up on the same port;
 // make it hang (accept and never answer).
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
-type Kind = 'pods' | 'statefulsets' | 'replicasets';
+type Kind = 'pods' | 'statefulsets' | 'replicasets' | 'nodes';
 
 const GROUPS: Record<Kind, { prefix: string; kind: string; apiVersion: string }> = {
   pods: { prefix: '/api/v1', kind: 'Pod', apiVersion: 'v1' },
+  nodes: { prefix: '/api/v1', kind: 'Node', apiVersion: 'v1' },
   statefulsets: { prefix: '/apis/apps/v1', kind: 'StatefulSet', apiVersion: 'apps/v1' },
   replicasets: { prefix: '/apis/apps/v1', kind: 'ReplicaSet', apiVersion: 'apps/v1' },
 };
@@ -63,6 +65,8 @@ export class FakeKube {
   private server: Server;
   private port = 0;
   private hanging = false;
+  /** Kinds whose get is refused as RBAC refuses it (403 Forbidden). */
+  private readonly forbidden = new Set<Kind>();
   private held: ServerResponse[] = [];
   /** Requests served, by "METHOD path?watch" (for tests that count calls). */
   readonly requests: string[] = [];
@@ -155,6 +159,26 @@ export class FakeKube {
     });
   }
 
+  /** A Node object, Ready; cluster-scoped (delete it with delete('nodes', '', name)). */
+  createNode(name: string): any {
+    const node = {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name, uid: randomUUID(), labels: { 'kubernetes.io/hostname': name } },
+      spec: {},
+      status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] },
+    };
+    return this.put('nodes', node, 'ADDED');
+  }
+
+  /** The node's kubelet stops posting status: Ready Unknown (the node controller's NodeStatusUnknown). */
+  setNodeNotReady(name: string): any {
+    const node = clone(this.objects.get(key('nodes', '', name)));
+    if (!node) throw new Error(`no node ${name}`);
+    node.status.conditions = [{ type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown' }];
+    return this.put('nodes', node, 'MODIFIED');
+  }
+
   delete(kind: Kind, namespace: string, name: string): void {
     const k = key(kind, namespace, name);
     const object = this.objects.get(k);
@@ -193,6 +217,12 @@ export class FakeKube {
     await this.listen(this.port);
   }
 
+  /** Refuse get of a kind (403 Forbidden, as RBAC does without the verb), until allowed again. */
+  forbid(kind: Kind, on: boolean): void {
+    if (on) this.forbidden.add(kind);
+    else this.forbidden.delete(kind);
+  }
+
   /** Accept requests and never answer them (a black-holed API), until hang(false). */
   hang(on: boolean): void {
     this.hanging = on;
@@ -216,7 +246,7 @@ export class FakeKube {
   private put(kind: Kind, object: any, type: 'ADDED' | 'MODIFIED'): any {
     object.metadata.resourceVersion = String(++this.rv);
     object.metadata.creationTimestamp ??= new Date().toISOString();
-    this.objects.set(key(kind, object.metadata.namespace, object.metadata.name), object);
+    this.objects.set(key(kind, object.metadata.namespace ?? '', object.metadata.name), object);
     this.emit({ rv: this.rv, kind, type, object: clone(object) });
     return clone(object);
   }
@@ -260,8 +290,12 @@ export class FakeKube {
     if (!route) return status(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const { kind, namespace, name } = route;
     if (name !== undefined) {
-      const object = this.objects.get(key(kind, namespace!, name));
-      if (!object) return status(res, 404, 'NotFound', `${kind} "${name}" not found`);
+      if (this.forbidden.has(kind)) {
+        const scope = namespace === undefined ? 'at the cluster scope' : `in the namespace "${namespace}"`;
+        return status(res, 403, 'Forbidden', `${kind} "${name}" is forbidden: User "system:serviceaccount:reservoir:reservoird" cannot get resource "${kind}" in API group "${GROUPS[kind].apiVersion === 'v1' ? '' : 'apps'}" ${scope}`, { name, kind });
+      }
+      const object = this.objects.get(key(kind, namespace ?? '', name));
+      if (!object) return status(res, 404, 'NotFound', `${kind} "${name}" not found`, { name, kind });
       return json(res, 200, object);
     }
     const selector = url.searchParams.get('fieldSelector') ?? '';
@@ -305,8 +339,10 @@ function matches(watcher: Watcher, event: Event): boolean {
   return event.kind === watcher.kind && matchesObject(watcher, event.object);
 }
 
-/** /api/v1/pods, /api/v1/namespaces/NS/pods[/NAME], /apis/apps/v1/[namespaces/NS/]statefulsets[/NAME] */
+/** /api/v1/pods, /api/v1/namespaces/NS/pods[/NAME], /apis/apps/v1/[namespaces/NS/]statefulsets[/NAME], /api/v1/nodes[/NAME] */
 function parse(path: string): { kind: Kind; namespace: string | undefined; name: string | undefined } | undefined {
+  const node = /^\/api\/v1\/nodes(?:\/([^/]+))?$/.exec(path);
+  if (node) return { kind: 'nodes', namespace: undefined, name: node[1] && decodeURIComponent(node[1]) };
   const m = /^(\/api\/v1|\/apis\/apps\/v1)(?:\/namespaces\/([^/]+))?\/(pods|statefulsets|replicasets)(?:\/([^/]+))?$/.exec(path);
   if (!m) return undefined;
   const kind = m[3] as Kind;
@@ -321,6 +357,6 @@ function json(res: ServerResponse, code: number, body: unknown): void {
   res.end(text);
 }
 
-function status(res: ServerResponse, code: number, reason: string, message: string): void {
-  json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+function status(res: ServerResponse, code: number, reason: string, message: string, details?: { name: string; kind: string }): void {
+  json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
 }

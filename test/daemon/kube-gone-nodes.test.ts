@@ -1,0 +1,116 @@
+// Issue 11 rule 6 as a pure function: an attachment of another node ends only when the API says
+// its Node is gone (404) and its pod is gone (404, a new pod of that name, or bound elsewhere), and
+// no pod of its UID is still listed on the node. Every combination of the facts is tried.
+import { describe, expect, it } from 'vitest';
+import { podFacts } from '../../daemon/kube/facts.js';
+import { type GoneNodeFacts, boundAttachmentsByNode, boundPodOf, decideGoneNode } from '../../daemon/kube/gone-nodes.js';
+import type { LeaseRecord } from '../../daemon/store.js';
+
+const GONE = 'node-c';
+
+function attachment(over: Partial<LeaseRecord> = {}): LeaseRecord {
+  return {
+    network: 'shared',
+    family: 4,
+    ip: 0x0a5a000an,
+    containerId: 'c1',
+    ifname: 'eth0',
+    netns: '/var/run/netns/c1',
+    app: 'web/front-1',
+    kind: 'stateless',
+    createdAt: 1,
+    detachedAt: null,
+    podUid: 'uid-1',
+    ownerUid: null,
+    ordinal: null,
+    node: GONE,
+    ...over,
+  };
+}
+
+const podObject = (uid: string, nodeName: string | undefined) =>
+  podFacts({ metadata: { namespace: 'web', name: 'front-1', uid }, spec: nodeName === undefined ? {} : { nodeName } })!;
+
+describe('which attachments have a pod binding', () => {
+  it('a pod UID and an app that is namespace/name; nothing else names a pod', () => {
+    expect(boundPodOf(attachment())).toEqual({ namespace: 'web', name: 'front-1', uid: 'uid-1' });
+    expect(boundPodOf(attachment({ podUid: null }))).toBeUndefined(); // podman, cnitool, an older runtime
+    expect(boundPodOf(attachment({ app: null }))).toBeUndefined();
+    expect(boundPodOf(attachment({ app: 'myapp' }))).toBeUndefined(); // RESERVOIR_APP without a namespace
+    expect(boundPodOf(attachment({ app: 'a/b/c' }))).toBeUndefined();
+  });
+
+  it('asks about other nodes only, each once, and only for bound attachments (holds and unbound ones cannot end here)', () => {
+    const leases = [
+      attachment({ node: 'node-a' }), // this node
+      attachment({ node: 'node-b', ip: 1n }),
+      attachment({ node: 'node-b', ip: 2n }),
+      attachment({ node: 'node-c', ip: 3n, podUid: null }),
+      attachment({ node: 'node-d', ip: 4n, containerId: null, ifname: null }),
+      attachment({ node: null, ip: 5n }),
+    ];
+    const byNode = boundAttachmentsByNode('node-a', leases);
+    expect([...byNode.keys()]).toEqual(['node-b']);
+    expect(byNode.get('node-b')!.map((l) => l.ip)).toEqual([1n, 2n]);
+  });
+});
+
+describe('the decision, for every combination of facts', () => {
+  type PodRead = 'not read' | '404' | 'same uid, gone node' | 'same uid, unscheduled' | 'same uid, other node' | 'other uid';
+  const podReads: PodRead[] = ['not read', '404', 'same uid, gone node', 'same uid, unscheduled', 'same uid, other node', 'other uid'];
+  const reads: Record<PodRead, (m: Map<string, ReturnType<typeof podObject> | undefined>) => void> = {
+    'not read': () => undefined,
+    '404': (m) => m.set('web/front-1', undefined),
+    'same uid, gone node': (m) => m.set('web/front-1', podObject('uid-1', GONE)),
+    'same uid, unscheduled': (m) => m.set('web/front-1', podObject('uid-1', undefined)),
+    'same uid, other node': (m) => m.set('web/front-1', podObject('uid-1', 'node-b')),
+    'other uid': (m) => m.set('web/front-1', podObject('uid-2', 'node-b')),
+  };
+  const cases: Array<{ node: 'present' | 'absent'; bound: boolean; held: boolean; listed: 'not read' | 'listed' | 'not listed'; pod: PodRead }> = [];
+  for (const node of ['present', 'absent'] as const)
+    for (const bound of [true, false])
+      for (const held of [false, true])
+        for (const listed of ['not read', 'listed', 'not listed'] as const) for (const pod of podReads) cases.push({ node, bound, held, listed, pod });
+
+  it.each(cases)('node $node, bound $bound, held $held, pod UID on the node: $listed, pod read: $pod', ({ node, bound, held, listed, pod }) => {
+    const lease = attachment({ podUid: bound ? 'uid-1' : null, ...(held ? { containerId: null, ifname: null, kind: 'stateful' as const } : {}) });
+    const pods = new Map();
+    reads[pod](pods);
+    const facts: GoneNodeFacts = {
+      node,
+      podsOnNode: listed === 'not read' ? undefined : new Set(listed === 'listed' ? ['uid-1'] : ['uid-other']),
+      pods,
+    };
+    const decision = decideGoneNode(GONE, [lease], facts);
+    // The rule as the issue states it, independently of how the function is written.
+    const podGone = pod === '404' || pod === 'other uid' || pod === 'same uid, other node';
+    const ends = !held && bound && node === 'absent' && listed === 'not listed' && podGone;
+    expect(decision.release.map((v) => v.lease)).toEqual(ends ? [lease] : []);
+    expect(decision.kept.map((v) => v.lease)).toEqual(ends ? [] : [lease]);
+  });
+});
+
+describe('what the decision says', () => {
+  const absent = (pods: Array<[string, ReturnType<typeof podObject> | undefined]>): GoneNodeFacts => ({ node: 'absent', podsOnNode: new Set(), pods: new Map(pods) });
+
+  it('names the node and why the pod counts as gone', () => {
+    const [deleted] = decideGoneNode(GONE, [attachment()], absent([['web/front-1', undefined]])).release;
+    expect(deleted!.why).toBe('node node-c is gone from the Kubernetes API and pod web/front-1 is deleted');
+    const [renewed] = decideGoneNode(GONE, [attachment()], absent([['web/front-1', podObject('uid-2', 'node-b')]])).release;
+    expect(renewed!.why).toBe('node node-c is gone from the Kubernetes API and pod web/front-1 is a new pod (UID uid-2, was uid-1)');
+    const [moved] = decideGoneNode(GONE, [attachment()], absent([['web/front-1', podObject('uid-1', 'node-b')]])).release;
+    expect(moved!.why).toBe('node node-c is gone from the Kubernetes API and pod web/front-1 is bound to node node-b');
+  });
+
+  it('says why it keeps one: the node exists (NotReady counts as existing), no binding, the pod still there', () => {
+    expect(decideGoneNode(GONE, [attachment()], { node: 'present' }).kept[0]!.why).toBe('node node-c exists in the Kubernetes API');
+    expect(decideGoneNode(GONE, [attachment({ podUid: null })], absent([])).kept[0]!.why).toMatch(/no Kubernetes pod binding/);
+    expect(decideGoneNode(GONE, [attachment()], absent([['web/front-1', podObject('uid-1', GONE)]])).kept[0]!.why).toBe('pod web/front-1 still exists on node node-c');
+  });
+
+  it('never ends an attachment of another node than the one judged, whatever the facts', () => {
+    const other = attachment({ node: 'node-b' });
+    const decision = decideGoneNode(GONE, [other], absent([['web/front-1', undefined]]));
+    expect(decision.release).toEqual([]);
+  });
+});
