@@ -28,3 +28,4 @@ export { parseInvocation } from '../src/invocation.js';
 export { parseIp, toKey } from '../src/address.js';
 export { startEtcdCluster } from '../test/support/etcd.js';
 export { connectEtcd } from '../daemon/cluster/etcd-kv.js';
+export { KeyLayout } from '../daemon/cluster/keys.js';

@@ -820,16 +820,19 @@ async function benchObserve(bin) {
 // ---------------------------------------------------------------------------------------------
 // 8. Cluster networks: 3 daemons on a 3-member etcd, next to node scope and a raw etcd floor
 
-/** Create-if-absent transactions on distinct keys straight from the etcd3 client (the floor), `perTxn` claims each. */
-async function etcdFloor(kv, conc, count, prefix, perTxn = 1) {
+/**
+ * Create-if-absent transactions on distinct keys straight from the etcd3 client (the floor),
+ * `perTxn` claims each. `keyOf`/`value`: other keys and values (the watched floor's lease keys).
+ */
+async function etcdFloor(kv, conc, count, prefix, perTxn = 1, { keyOf = (n) => `${prefix}/${n}`, value = '{"bench":1}' } = {}) {
   const latencies = [];
   let next = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: conc }, async () => {
     while (next < count) {
-      const keys = Array.from({ length: Math.min(perTxn, count - next) }, () => `${prefix}/${next++}`);
+      const keys = Array.from({ length: Math.min(perTxn, count - next) }, () => keyOf(next++));
       const started = performance.now();
-      const r = await kv.txn(keys.map((key) => ({ key, target: 'create', result: 'equal', value: 0 })), keys.map((key) => ({ put: key, value: '{"bench":1}' })), [], Date.now() + 10_000);
+      const r = await kv.txn(keys.map((key) => ({ key, target: 'create', result: 'equal', value: 0 })), keys.map((key) => ({ put: key, value })), [], Date.now() + 10_000);
       if (!r.succeeded) throw new Error('etcd floor: a create-if-absent on a fresh key failed');
       latencies.push(performance.now() - started);
     }
@@ -837,6 +840,23 @@ async function etcdFloor(kv, conc, count, prefix, perTxn = 1) {
   const seconds = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   return { perSecond: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), txns: latencies.length };
+}
+
+/**
+ * The floor's transactions on lease keys of a network under the daemons' prefix, with a lease's
+ * value: what etcd and the client give when the three daemons' watches receive every claim (as
+ * they receive every ADD), without anything of reservoir on the path. Removed afterwards.
+ */
+async function watchedEtcdFloor(kv, layout, conc, count, label) {
+  const network = `bench-watched-${label}`;
+  const keyOf = (n) => layout.lease(network, 4, 0x0a000000n + BigInt(n));
+  const value = JSON.stringify({ containerId: 'f'.repeat(64), ifname: 'eth0', netns: '/var/run/netns/bench', app: null, kind: 'stateless', createdAt: Date.now(), detachedAt: null, podUid: null, ownerUid: null, ordinal: null, node: 'bench-floor', unit: 'bench-floor/0/0' });
+  const r = await etcdFloor(kv, conc, count, network, 1, { keyOf, value });
+  for (let n = 0; n < count; n += 64) {
+    const keys = Array.from({ length: Math.min(64, count - n) }, (_, i) => keyOf(n + i));
+    await kv.txn([], keys.map((key) => ({ delete: key })), [], Date.now() + 10_000);
+  }
+  return r;
 }
 
 /**
@@ -897,6 +917,7 @@ async function benchCluster(bin) {
       nodeDaemons.push(await startDaemon(bin, `nd${i}`, { extraArgs: ['--node-name', `bench-local-${i}`] }));
     }
     const kv = await h.connectEtcd({ endpoints: etcd.endpoints, prefix: '/floor' });
+    const layout = new h.KeyLayout(prefix);
     const ranges = [[{ subnet: '10.210.0.0/16' }]];
     const configs = {
       cluster: (d) => reservoirConf('bench-cluster', d.socket, ranges, { scope: 'cluster' }),
@@ -950,8 +971,9 @@ async function benchCluster(bin) {
         const node = await load(nodeDaemons, configs.node, conc, `r${rep}nd`);
         const floor = await etcdFloor(kv, conc, N.clusterCount[conc], `/floor/r${rep}c${conc}`);
         const batched = await etcdFloor(kv, conc, N.clusterCount[conc], `/floor/b${rep}c${conc}`, 8);
+        const watched = await watchedEtcdFloor(kv, layout, conc, N.clusterCount[conc], `r${rep}c${conc}`);
         const calls = after.units - before.units;
-        runs[conc].push({ cluster, node, floor, batched, txnsPerCall: (after.txns - before.txns) / calls, conflicts: after.conflicts - before.conflicts, calls });
+        runs[conc].push({ cluster, node, floor, batched, watched, txnsPerCall: (after.txns - before.txns) / calls, conflicts: after.conflicts - before.conflicts, calls });
       }
     }
     const summary = {};
@@ -962,6 +984,7 @@ async function benchCluster(bin) {
         nodeAddPerSecond: pick((r) => r.node.addPerSecond), nodeP99: pick((r) => r.node.addP99),
         floorPerSecond: pick((r) => r.floor.perSecond), floorP50: pick((r) => r.floor.p50), floorP99: pick((r) => r.floor.p99),
         batchedPerSecond: pick((r) => r.batched.perSecond),
+        watchedPerSecond: pick((r) => r.watched.perSecond), watchedP50: pick((r) => r.watched.p50), watchedRatio: pick((r) => r.watched.perSecond / r.floor.perSecond),
         ratio: pick((r) => r.cluster.addPerSecond / r.floor.perSecond), p99Ratio: pick((r) => r.cluster.addP99 / r.floor.p99),
         txnsPerCall: pick((r) => r.txnsPerCall), conflicts: pick((r) => r.conflicts),
       };
@@ -969,6 +992,8 @@ async function benchCluster(bin) {
       const clients = `${conc} client${conc > 1 ? 's' : ''}`;
       row('8 cluster', `ADD/s / raw etcd txn/s, ${clients}`, sm.ratio, 'x', { op: '>=', value: 0.5 },
         `${fmt(sm.addPerSecond, 0)} vs ${fmt(sm.floorPerSecond, 0)}/s (8 claims per txn: ${fmt(sm.batchedPerSecond, 0)} claims/s); node scope ${fmt(sm.nodeAddPerSecond, 0)}/s`);
+      row('8 cluster', `watched floor / raw etcd txn/s, ${clients}`, sm.watchedRatio, 'x', undefined,
+        `${fmt(sm.watchedPerSecond, 0)}/s, p50 ${fmt(sm.watchedP50)} ms: the floor's transactions on lease keys the 3 daemons watch (no reservoir on the path); reference`);
       row('8 cluster', `ADD p50 / p99, ${clients}`, sm.addP99, 'ms', conc === 16 ? { op: '<=', value: 3 * sm.floorP99 } : undefined,
         `p50 ${fmt(sm.addP50)} ms; raw etcd p50 ${fmt(sm.floorP50)} p99 ${fmt(sm.floorP99)} ms (${fmt(sm.p99Ratio)}x); node scope p99 ${fmt(sm.nodeP99)} ms`);
       row('8 cluster', `etcd transactions per CNI call, ${clients}`, sm.txnsPerCall, '', { op: '<=', value: 1 }, `${fmt(sm.conflicts, 0)} lost a race and ran again`);
