@@ -22,7 +22,7 @@ export class ClusterService {
   reports: NodeReports | undefined;
 
   constructor(
-    private readonly cluster: Cluster,
+    readonly cluster: Cluster,
     private readonly store: Store,
     private readonly cni: CniService,
     private readonly ledger: Ledger,
