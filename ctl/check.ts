@@ -47,7 +47,7 @@ function nodeReport(n: ClusterNodeView): string {
   head += `; attachments in etcd: ${held}\n`;
   const c = r?.lastCheck;
   const rows = c ? [...itemRows('orphan', c.orphans.items), ...itemRows('lost', c.lost.items), ...itemRows('conflict', c.conflicts.items)] : [];
-  const listed = rows.length > 0 ? table(itemColumns, rows).replace(/^/gm, '  ') : '';
+  const listed = rows.length > 0 ? table(itemColumns, rows).replace(/^(?=.)/gm, '  ') : '';
   return `${head}${listed}${n.problems.map((p) => `  ! ${p}\n`).join('')}`;
 }
 

@@ -50,6 +50,8 @@ export class NodeReports {
   private publishing = false;
   private publishAgain = false;
   private answering = false;
+  /** A request that came while this node was repairing: run after. */
+  private pendingRequest: RepairRequest | undefined;
   private failedOnce = false;
 
   constructor(
@@ -101,7 +103,11 @@ export class NodeReports {
   }
 
   private answer(request: RepairRequest | undefined): void {
-    if (!request || request.id === this.repairId || this.answering) return;
+    if (!request || request.id === this.repairId) return;
+    if (this.answering) {
+      this.pendingRequest = request;
+      return;
+    }
     this.answering = true;
     const previous = this.repairId;
     this.repairId = request.id;
@@ -114,6 +120,9 @@ export class NodeReports {
       })
       .finally(() => {
         this.answering = false;
+        const next = this.pendingRequest;
+        this.pendingRequest = undefined;
+        if (next) this.answer(next);
       });
   }
 
