@@ -177,4 +177,27 @@ describeWithPrereqs('check across nodes, through etcd', ['etcd'], () => {
     expect((await ctl(a.socket, 'release', '--node', 'node-c')).code).toBe(0);
     await waitFor(async () => ((await op(a.socket, 'clusterCheck')) as ClusterCheckResponse).nodes!.find((n) => n.node === 'node-c')!.attachments.shared === undefined || undefined, 5_000, "node-c's claims released");
   }, 60_000);
+
+  it('a node stopped during --repair answers the request when it starts again', async () => {
+    const { prefix, nodes } = await startNodes({ heartbeatMs: 100, repairWaitMs: 1_000 });
+    const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+    await addOk(conf(b.socket), { containerId: 'b1' });
+    await addOk(conf(b.socket), { containerId: 'b2' });
+    forgetInJournal(b, ['b1']);
+    await waitFor(() => reportIn(prefix, 'node-b'), 5_000, "node-b's report");
+    await b.stop();
+    const asked = JSON.parse((await ctl(a.socket, 'check', '--repair', '-o', 'json')).stdout) as ClusterCheckResponse;
+    expect(asked.repairRequest).toMatchObject({ asked: ['node-b', 'node-c'], answered: ['node-c'], silent: ['node-b'] });
+    await b.restart();
+    const answered = await waitFor(async () => {
+      const r = await reportIn(prefix, 'node-b');
+      return r?.report.repairId === asked.repairRequest!.id ? r.report : undefined;
+    }, 10_000, 'node-b answers the request after its restart');
+    expect(answered.repairedAt).not.toBeNull();
+    expect(answered.lastCheck).toMatchObject({ repaired: true, orphans: { total: 1 } });
+    await waitFor(async () => {
+      const leases = (await op(a.socket, 'leases', { query: { network: 'shared' } })).leases as Array<{ containerId: string }>;
+      return leases.map((l) => l.containerId).join() === 'b2' ? true : undefined;
+    }, 5_000, "the orphan's claim leaves etcd");
+  }, 60_000);
 }, { timeout: 60_000 });
