@@ -31,6 +31,7 @@ export const EXIT_CODES = {
     code: 3,
     meaning: 'reservoird is unreachable or did not answer in time (error code 11); a change that was sent but got no answer may still apply (the message says so)',
   },
+  PROBLEMS: { code: 4, meaning: 'check found something to fix: orphans, lost claims, conflicts, silent nodes, counts that disagree (the output lists them)' },
 } as const;
 
 export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES]['code'];

@@ -26,6 +26,7 @@ import { Cluster } from './cluster/cluster.js';
 import { ClusterService } from './cluster/cluster-service.js';
 import { connectEtcd } from './cluster/etcd-kv.js';
 import type { EtcdOptions } from './cluster/kv.js';
+import { NodeReports, type NodeReportOptions } from './cluster/node-reports.js';
 import { RoutingStore } from './cluster/routing-store.js';
 import { Units } from './units.js';
 
@@ -64,6 +65,8 @@ export interface DaemonOptions {
   readonly installConflist?: string | undefined;
   /** etcd for cluster networks (reservoird --etcd-*); undefined: node networks only. */
   readonly etcd?: EtcdOptions | undefined;
+  /** Node reports in etcd for `check` across nodes: heartbeat, refresh, staleness, repair wait (tests shorten them). */
+  readonly nodeReports?: NodeReportOptions | undefined;
   /** Tests, node scope: the store the services and the write queue use, around the SQLite one (test/support/rerun-store.ts runs every unit twice). */
   readonly wrapStore?: ((store: Store) => Store) | undefined;
 }
@@ -139,6 +142,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const queue = new WriteQueue(routing ? sqlite : store, undefined, undefined, (seconds) => metrics.commit(seconds));
   const units = new Units(queue, cluster && { units: cluster.units, routing: routing! });
   const clusterService = cluster && new ClusterService(cluster, store, cni, ledger, log, options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS, now);
+  const nodeReports = cluster && clusterService && new NodeReports(cluster, clusterService, VERSION, log, options.nodeReports, now);
+  if (clusterService) clusterService.reports = nodeReports;
 
   const graceMs = options.reclaimGraceMs ?? DEFAULT_RECLAIM_GRACE_MS;
   let kube: KubeIntegration | undefined;
@@ -228,7 +233,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       configDir?.rescan(); // a cluster network's file waited for etcd
       void clusterService.afterLoad();
       void kube?.schedule(); // gone nodes are looked at once the copy of etcd is there, not only at the next resync
+      nodeReports?.loaded();
     };
+    cluster.onWatched = (events) => nodeReports?.watched(events);
     await cluster.start();
   }
   let reconciling = false;
@@ -275,6 +282,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     kube,
     async close() {
       clearInterval(sweep);
+      nodeReports?.stop();
       stopWatching();
       await status?.close();
       await kube?.stop();

@@ -61,7 +61,7 @@ export interface ClusterSide {
   health(): ClusterHealthView;
   /** DEL of a cluster network while etcd is away: the journal releases it later. */
   delOffline(inv: CniInvocation): void;
-  check(network: string | undefined, repair: boolean): Promise<ClusterCheckResponse>;
+  checkCluster(network: string | undefined, repair: boolean, deadline?: number): Promise<ClusterCheckResponse>;
   releaseNode(node: string): Promise<ReleaseNodeResponse>;
 }
 
@@ -308,8 +308,8 @@ export function buildHandlers(deps: ServerDeps): Record<RouteName, Handler> {
       }
       return { network: params.network!, released, ips } satisfies MisfitsReleaseResponse;
     },
-    clusterCheck: ({ query }) => clusterOf(deps).check(query.get('network') ?? undefined, false),
-    clusterRepair: ({ body }) => clusterOf(deps).check(body === undefined || body === null ? undefined : stringField(objectBody(body), 'network', true), true),
+    clusterCheck: ({ query }) => clusterOf(deps).checkCluster(query.get('network') ?? undefined, false),
+    clusterRepair: ({ body, deadline }) => clusterOf(deps).checkCluster(body === undefined || body === null ? undefined : stringField(objectBody(body), 'network', true), true, deadline),
     releaseNode: ({ params }) => clusterOf(deps).releaseNode(params.node!),
     backup: async () => {
       const path = join(deps.stateDir, `${BACKUP_PREFIX}${process.pid}-${++backups}.db`);

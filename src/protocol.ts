@@ -99,7 +99,7 @@ export interface ClusterCheckItem {
   readonly problem: string;
 }
 
-/** GET (compare) or POST (compare and repair) /v1/cluster/check: this node's journal against etcd. */
+/** GET (compare) or POST (compare and repair) /v1/cluster/check: this node's journal against etcd, and the other nodes' reports. */
 export interface ClusterCheckResponse {
   readonly node: string;
   /** etcd gives an IP to a container of this node that the journal does not know. */
@@ -111,6 +111,70 @@ export interface ClusterCheckResponse {
   /** Changes etcd is still owed. */
   readonly owed: number;
   readonly repaired: boolean;
+  /** The other nodes, through etcd: their last reports and what etcd alone shows (absent from daemons before reports). */
+  readonly nodes?: readonly ClusterNodeView[];
+  /** --repair: the nodes asked to repair, and which published a fresh report in time. */
+  readonly repairRequest?: ClusterRepairRequestView;
+}
+
+/** A list of a node report, capped: `total` found, the first of them in `items`. */
+export interface ClusterReportList {
+  readonly total: number;
+  readonly items: readonly ClusterCheckItem[];
+}
+
+/** A node's journal in one cluster network: its attachments by state, and a digest of them. */
+export interface ClusterJournalCounts {
+  readonly attached: number;
+  readonly releasing: number;
+  readonly conflict: number;
+  readonly digest: string;
+}
+
+/** What a node last said of itself in etcd (PREFIX/v1/nodes/NODE): written after checks and on a slow heartbeat. */
+export interface ClusterNodeReport {
+  readonly node: string;
+  readonly version: string;
+  /** Epoch ms (the node's clock). */
+  readonly startedAt: number;
+  readonly writtenAt: number;
+  /** The etcd revision the node had followed when it counted its journal. */
+  readonly revision: number;
+  readonly networks: Readonly<Record<string, ClusterJournalCounts>>;
+  readonly lastCheck: {
+    readonly at: number;
+    readonly network: string | null;
+    readonly repaired: boolean;
+    readonly orphans: ClusterReportList;
+    readonly lost: ClusterReportList;
+    readonly conflicts: ClusterReportList;
+  } | null;
+  /** When it last ran check --repair (asked by an operator on any node), and the request it answered. */
+  readonly repairedAt: number | null;
+  readonly repairId: string | null;
+}
+
+/** Another node as `check` sees it through etcd. */
+export interface ClusterNodeView {
+  readonly node: string;
+  readonly report: ClusterNodeReport | null;
+  /** Age of the report by this node's clock; null without one. */
+  readonly reportAgeMs: number | null;
+  /** No report, or one older than the daemon's staleness threshold: the node may be gone. */
+  readonly silent: boolean;
+  /** Attachments etcd gives to the node, per cluster network. */
+  readonly attachments: Readonly<Record<string, number>>;
+  /** etcd's count against the node's journal, where they differ (only counts no change since the report can explain). */
+  readonly disagreements: ReadonlyArray<{ readonly network: string; readonly etcd: number; readonly journal: number }>;
+  /** What is wrong, in sentences that say what to do; empty when nothing is. */
+  readonly problems: readonly string[];
+}
+
+export interface ClusterRepairRequestView {
+  readonly id: string;
+  readonly asked: readonly string[];
+  readonly answered: readonly string[];
+  readonly silent: readonly string[];
 }
 
 /** POST /v1/cluster/nodes/{node}/release: a node that is gone; its attachments end. */

@@ -12,15 +12,18 @@ import type { Ledger } from '../ledger.js';
 import type { Logger } from '../log.js';
 import type { LeaseRecord, Store } from '../store.js';
 import type { Cluster } from './cluster.js';
+import type { NodeReports } from './node-reports.js';
 
 /** Leases one unit of `release --node` releases. */
 const RELEASE_PAGE = 50;
 
 export class ClusterService {
   private reconciling = false;
+  /** This node's report in etcd and the other nodes' (app.ts sets it): told of every check. */
+  reports: NodeReports | undefined;
 
   constructor(
-    private readonly cluster: Cluster,
+    readonly cluster: Cluster,
     private readonly store: Store,
     private readonly cni: CniService,
     private readonly ledger: Ledger,
@@ -154,7 +157,15 @@ export class ClusterService {
         if (after && after.containerId === lease.containerId) this.log.info('claimed again in etcd an attachment only the journal knew', { network: lease.network, ip: formatValue(lease.family, lease.ip) });
       }
     }
-    return { node: this.node, orphans, lost, conflicts, owed: this.health().owed, repaired: repair };
+    const result: ClusterCheckResponse = { node: this.node, orphans, lost, conflicts, owed: this.health().owed, repaired: repair };
+    this.reports?.checked(result, network, automatic);
+    return result;
+  }
+
+  /** `reservoirctl check`: this node's check, and the other nodes through etcd (--repair asks them to repair too). */
+  async checkCluster(network: string | undefined, repair: boolean, deadline?: number): Promise<ClusterCheckResponse> {
+    const own = await this.check(network, repair);
+    return this.reports ? this.reports.across(own, network, repair, deadline) : own;
   }
 
   /** Whether the journal has no attachment of this lease now (read at the moment, not from a list taken earlier). */

@@ -37,6 +37,8 @@ export class Cluster {
   private readonly recountDue = new Set<string>();
   /** Told after each (re)load: reconcile the journal with etcd. */
   onLoaded: () => void = () => undefined;
+  /** Told of every batch of events the watch applied (node reports follow repair requests through it). */
+  onWatched: (events: readonly KvEvent[]) => void = () => undefined;
 
   constructor(
     private readonly kv: Kv,
@@ -156,6 +158,7 @@ export class Cluster {
     this.mirror.apply(events);
     const revision = events[events.length - 1]!.modRevision;
     this.mirror.watchedTo(revision);
+    this.onWatched(events);
     if (!this.connected) {
       this.connected = true;
       this.lastError = null;
@@ -205,6 +208,21 @@ export class Cluster {
       this.paying = false;
     }
     return paid;
+  }
+
+  /**
+   * Put one small key outside the units' batches (a node report, a repair request): a
+   * compare-and-swap on the revision this copy knows, once more on the current one if that
+   * moved. Throws what the Kv port throws; the caller skips and tries later.
+   */
+  async put(key: string, value: string): Promise<void> {
+    let known = this.mirror.entry(key)?.modRevision ?? 0;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const result = await this.kv.txn([{ key, target: 'mod', result: 'equal', value: known }], [{ put: key, value }], [key], this.clock() + LOAD_TIMEOUT_MS);
+      if (result.succeeded) return;
+      known = result.current.find((e) => e.key === key)?.modRevision ?? 0;
+    }
+    throw new Error(`${key} changed twice while this node wrote it; trying again later`);
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,8 @@
 //   PREFIX/v1/leases/NET/FAMILY/HEXIP           one key per leased or held IP: the claim itself
 //   PREFIX/v1/apps/NET/APP                      a stateful app's IPs: one hold per app in the cluster
 //   PREFIX/v1/reserved/NET/FAMILY/HEXSTART      one key per reserved entry
-//   PREFIX/v1/nodes/NODE                        a node's last word (start, journal size), for `check`
+//   PREFIX/v1/nodes/NODE                        a node's report (start, version, journal size, last check), for `check`
+//   PREFIX/v1/nodes/NODE/repair                 a request that NODE run `check --repair` (any node's --repair writes it)
 //
 // Addresses are fixed-width hex (src/address.ts toKey), so keys sort like addresses and "every
 // lease inside a reserved entry" is one key range. No key is written by every ADD of a network:
@@ -20,7 +21,8 @@ export type ClusterKey =
   | { readonly kind: 'lease'; readonly network: string; readonly family: Family; readonly ip: bigint }
   | { readonly kind: 'app'; readonly network: string; readonly app: string }
   | { readonly kind: 'reserved'; readonly network: string; readonly family: Family; readonly start: bigint }
-  | { readonly kind: 'node'; readonly node: string };
+  | { readonly kind: 'node'; readonly node: string }
+  | { readonly kind: 'repair'; readonly node: string };
 
 export class KeyLayout {
   readonly root: string;
@@ -64,6 +66,15 @@ export class KeyLayout {
     return `${this.root}nodes/${seg(node)}`;
   }
 
+  repair(node: string): string {
+    return `${this.node(node)}/repair`;
+  }
+
+  /** Every node report and repair request starts with this. */
+  nodes(): string {
+    return `${this.root}nodes/`;
+  }
+
   keyOf(key: ClusterKey): string {
     switch (key.kind) {
       case 'network':
@@ -76,6 +87,8 @@ export class KeyLayout {
         return this.reserved(key.network, key.family, key.start);
       case 'node':
         return this.node(key.node);
+      case 'repair':
+        return this.repair(key.node);
     }
   }
 
@@ -90,6 +103,7 @@ export class KeyLayout {
       if (kind === 'apps' && parts.length === 3) return { kind: 'app', network: unseg(parts[1]!), app: unseg(parts[2]!) };
       if (kind === 'reserved' && parts.length === 4) return { kind: 'reserved', network: unseg(parts[1]!), family: familyOf(parts[2]!), start: fromKey(parts[3]!) };
       if (kind === 'nodes' && parts.length === 2) return { kind: 'node', node: unseg(parts[1]!) };
+      if (kind === 'nodes' && parts.length === 3 && parts[2] === 'repair') return { kind: 'repair', node: unseg(parts[1]!) };
     } catch {
       return undefined;
     }

@@ -28,6 +28,8 @@ export class Mirror {
   loaded = false;
   /** Cluster networks seen in etcd, and those only the journal knows of yet. */
   readonly networks = new Set<string>();
+  /** The last revision that put or deleted a lease of a node in a network (`check` compares a node's report only with what came before it). */
+  private readonly nodeChanges = new Map<string, number>();
 
   constructor(
     readonly layout: KeyLayout,
@@ -55,6 +57,7 @@ export class Mirror {
     this.entries.clear();
     this.tombstones.clear();
     this.networks.clear();
+    this.nodeChanges.clear();
     this.store.transaction(() => {
       for (const e of entries) this.put(e.key, e.value, e.modRevision, e.createRevision, touched);
     });
@@ -79,6 +82,17 @@ export class Mirror {
       }
     });
     if (tell) for (const network of touched) this.changed(network);
+  }
+
+  /** The last revision known to have changed a lease of `node` in `network` (0: none seen). */
+  nodeChangedAt(network: string, node: string): number {
+    return this.nodeChanges.get(`${network}\u0000${node}`) ?? 0;
+  }
+
+  private nodeChanged(network: string, node: string | null | undefined, revision: number): void {
+    if (!node) return;
+    const key = `${network}\u0000${node}`;
+    if ((this.nodeChanges.get(key) ?? 0) < revision) this.nodeChanges.set(key, revision);
   }
 
   /** The watch delivered everything up to `revision`: tombstones at or before it are no longer needed. */
@@ -108,7 +122,7 @@ export class Mirror {
     } catch {
       // a value this daemon cannot read (a newer layout?): kept as an entry, so compares still see it
     }
-    if (parsed.kind !== 'node') touched.add(parsed.network);
+    if ('network' in parsed) touched.add(parsed.network);
   }
 
   private remove(key: string, revision: number, touched: Set<string>): void {
@@ -116,12 +130,15 @@ export class Mirror {
     this.entries.delete(key);
     this.tombstones.set(key, revision);
     if (!parsed) return;
-    if (parsed.kind === 'lease') this.store.deleteLease(parsed.network, parsed.family, parsed.ip);
+    if (parsed.kind === 'lease') {
+      this.nodeChanged(parsed.network, this.store.leaseAt(parsed.network, parsed.family, parsed.ip)?.node, revision);
+      this.store.deleteLease(parsed.network, parsed.family, parsed.ip);
+    }
     if (parsed.kind === 'reserved') {
       const existing = this.reservedAt(parsed.network, parsed.family, parsed.start);
       if (existing) this.store.deleteReserved(existing.id);
     }
-    if (parsed.kind !== 'node') touched.add(parsed.network);
+    if ('network' in parsed) touched.add(parsed.network);
   }
 
   private putRecord(key: ClusterKey, value: string, modRevision: number): void {
@@ -136,6 +153,8 @@ export class Mirror {
       case 'lease': {
         const { unit: _unit, ...lease } = decodeLease(key.network, key.family, key.ip, value);
         this.networks.add(key.network);
+        this.nodeChanged(key.network, this.store.leaseAt(key.network, key.family, key.ip)?.node, modRevision);
+        this.nodeChanged(key.network, lease.node, modRevision);
         this.store.deleteLease(key.network, key.family, key.ip);
         this.store.insertLease(lease);
         return;
@@ -149,6 +168,7 @@ export class Mirror {
       }
       case 'app':
       case 'node':
+      case 'repair':
         return; // kept as entries only
     }
   }

@@ -485,7 +485,7 @@ export class ClusterUnits {
 
   private networkOf(key: string): string | undefined {
     const parsed = this.layout.parse(key);
-    return parsed && parsed.kind !== 'node' ? parsed.network : undefined;
+    return parsed && 'network' in parsed ? parsed.network : undefined;
   }
 
   private settleContended(items: readonly Pending[]): void {

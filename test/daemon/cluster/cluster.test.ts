@@ -104,6 +104,8 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     await op(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.41-10.90.0.43', group: 'ops' } });
     await addOk(shared(a().socket), { containerId: 'x1', args: { IP: '10.90.0.41' } });
     await addOk(shared(b().socket), { containerId: 'x2', args: { IP: '10.90.0.43' } });
+    // node-c learns the network and both claims through its watch (107 "not registered" before)
+    await waitFor(async () => ((await op(c().socket, 'leases', { query: { network: 'shared' } })).leases.length === 3 ? true : undefined), 2_000, 'node-c sees the claims');
     const refused = await opErr(c().socket, 'reservedRemove', { params: { network: 'shared' }, query: { entry: '10.90.0.41-10.90.0.43' } });
     expect(refused.code).toBe(105);
     expect(refused.message).toMatch(/10\.90\.0\.41 \(container x1 ifname eth0 on node node-a\)/);

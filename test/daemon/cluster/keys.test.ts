@@ -17,11 +17,17 @@ describe('key layout', () => {
       { kind: 'app', network: 'net-1', app: 'default/db-0' },
       { kind: 'reserved', network: 'net-1', family: 4, start: parseIp('10.0.0.50').value },
       { kind: 'node', node: 'worker-3' },
+      { kind: 'repair', node: 'worker-3' },
+      { kind: 'repair', node: 'a/b' },
     ] as const;
     for (const key of keys) expect(layout.parse(layout.keyOf(key))).toEqual(key);
     expect(layout.app('n', 'default/db-0')).toBe('/reservoir/v1/apps/n/default%2Fdb-0');
     expect(layout.parse('/reservoir/v1/leases/n/5/0a000001')).toBeUndefined();
     expect(layout.parse('/other/v1/networks/n')).toBeUndefined();
+    // a node's repair request sits under its report's key, and nothing else does
+    expect(layout.repair('worker-3')).toBe('/reservoir/v1/nodes/worker-3/repair');
+    expect(layout.repair('worker-3').startsWith(layout.nodes())).toBe(true);
+    expect(layout.parse('/reservoir/v1/nodes/worker-3/other')).toBeUndefined();
   });
 
   it('orders lease keys like addresses, and a range of addresses is one key range', () => {
