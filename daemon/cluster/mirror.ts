@@ -48,6 +48,11 @@ export class Mirror {
     return this.entries.get(key);
   }
 
+  /** Keys under a prefix, with their entries (a scan of the whole copy: for rare reads, not per batch). */
+  *under(prefix: string): Iterable<[string, MirrorEntry]> {
+    for (const [key, entry] of this.entries) if (key.startsWith(prefix)) yield [key, entry];
+  }
+
   /** Replace everything with a full read of etcd at `revision`. */
   reload(entries: readonly KvEntry[], revision: number): void {
     const old = this.store;
