@@ -50,6 +50,8 @@ export class NodeReports {
   private publishing = false;
   private publishAgain = false;
   private answering = false;
+  /** The request being answered: the report names it (repairId) once its repair has run. */
+  private answeringId: string | null = null;
   /** A request that came while this node was repairing: run after. */
   private pendingRequest: RepairRequest | undefined;
   private failedOnce = false;
@@ -84,7 +86,11 @@ export class NodeReports {
   /** A check of this node ran: remember it and publish (an automatic one only when the report changed). */
   checked(result: ClusterCheckResponse, network: string | undefined, automatic: boolean): void {
     this.lastCheck = { at: this.now(), network: network ?? null, result };
-    if (result.repaired) this.repairedAt = this.lastCheck.at;
+    if (result.repaired) {
+      this.repairedAt = this.lastCheck.at;
+      // the report names the request only once its repair has run
+      if (this.answeringId !== null) this.repairId = this.answeringId;
+    }
     void this.publish(!automatic);
   }
 
@@ -103,23 +109,23 @@ export class NodeReports {
   }
 
   private answer(request: RepairRequest | undefined): void {
-    if (!request || request.id === this.repairId) return;
+    if (!request || request.id === this.repairId || request.id === this.answeringId) return;
     if (this.answering) {
       this.pendingRequest = request;
       return;
     }
     this.answering = true;
-    const previous = this.repairId;
-    this.repairId = request.id;
+    this.answeringId = request.id;
     this.log.info('another node asked for check --repair', { by: request.by, request: request.id, network: request.network ?? 'all' });
     this.own
       .check(request.network ?? undefined, true)
       .catch((err: unknown) => {
-        this.repairId = previous; // asked again at the next load
+        // not named in the report: asked again at the next load
         this.log.warn('check --repair asked by another node failed; trying again after the next load', { by: request.by, error: String((err as Error).message ?? err) });
       })
       .finally(() => {
         this.answering = false;
+        this.answeringId = null;
         const next = this.pendingRequest;
         this.pendingRequest = undefined;
         if (next) this.answer(next);

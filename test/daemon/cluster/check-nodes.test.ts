@@ -185,6 +185,11 @@ describeWithPrereqs('check across nodes, through etcd', ['etcd'], () => {
     await addOk(conf(b.socket), { containerId: 'b2' });
     forgetInJournal(b, ['b1']);
     await waitFor(() => reportIn(prefix, 'node-b'), 5_000, "node-b's report");
+    // node-a asks the nodes its copy of etcd knows: wait until the watch has brought both reports
+    await waitFor(async () => {
+      const seen = (JSON.parse((await ctl(a.socket, 'check', '-o', 'json')).stdout) as ClusterCheckResponse).nodes ?? [];
+      return ['node-b', 'node-c'].every((n) => seen.some((v) => v.node === n && v.report !== null)) ? true : undefined;
+    }, 5_000, "node-a sees node-b's and node-c's reports");
     await b.stop();
     const asked = JSON.parse((await ctl(a.socket, 'check', '--repair', '-o', 'json')).stdout) as ClusterCheckResponse;
     expect(asked.repairRequest).toMatchObject({ asked: ['node-b', 'node-c'], answered: ['node-c'], silent: ['node-b'] });
