@@ -1,7 +1,8 @@
 // End to end, cluster scope: two PACKAGED reservoird "nodes" on a real three-member etcd, the
 // packaged plugin as the ipam of Debian's bridge plugin, driven by the real libcni (test/harness)
 // into real network namespaces, inspected with the packaged reservoirctl. A reserved IP taken on
-// one node is refused on the other (naming the node), and once DELed there it is the other's.
+// one node is refused on the other (naming the node), and once DELed there it is the other's;
+// `check` on one node shows the other's report, and `check --repair` is answered by the other.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Cleanup } from '../support/cleanup.js';
 import { describeWithPrereqs } from '../support/describe-with-prereqs.js';
@@ -73,5 +74,17 @@ describeWithPrereqs('reservoir e2e, cluster networks (packaged, two nodes on etc
     const delB = await runCni('del', confB, `rsv-${run}-b2`, nsB2.path, 'eth0', { cacheDir: b.cacheDir, cniPath: b.cniPath, extraArgs: group });
     expect(delB.error).toBeUndefined();
     expect(a.ctl(['check']).status).toBe(0);
+
+    // check across nodes, through etcd: node-a sees node-b's report, and --repair is answered by node-b
+    type Check = { nodes?: Array<{ node: string; report: unknown; silent: boolean }>; repairRequest?: { asked: string[]; answered: string[]; silent: string[] } };
+    let seen: Check | undefined;
+    for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+      seen = a.ctl(['check', '-o', 'json']).json as Check;
+      if (seen.nodes?.some((n) => n.node === 'e2e-node-b' && n.report !== null)) break;
+    }
+    expect(seen?.nodes).toEqual([expect.objectContaining({ node: 'e2e-node-b', silent: false })]);
+    const repair = a.ctl(['check', '--repair', '-o', 'json']);
+    expect(repair.status, repair.stderr).toBe(0);
+    expect((repair.json as Check).repairRequest).toMatchObject({ asked: ['e2e-node-b'], answered: ['e2e-node-b'], silent: [] });
   }, 120_000);
 });
