@@ -110,25 +110,19 @@ export class ClusterService {
     const item = (lease: LeaseRecord, problem: string): ClusterCheckItem => ({ network: lease.network, ip: formatValue(lease.family, lease.ip), holder: describeLease(lease), node: lease.node ?? this.node, problem });
 
     for (const name of network === undefined ? [...mirror.networks] : [network]) {
-      for (let after: { family: 4 | 6; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
-        page = mirror.store.attachedLeasesAfter(name, after, 1000);
-        for (const lease of page) {
-          if (lease.node !== this.node || known.has(leaseKey(lease)) || !this.unknownToJournal(lease)) continue;
-          // A claim this daemon is committing right now shows in the copy (the watch) before its journal line.
-          if (this.cluster.units.inFlight(this.cluster.layout.lease(lease.network, lease.family, lease.ip))) continue;
-          if (automatic && (this.graceMs <= 0 || lease.createdAt > cutoff)) continue;
-          orphans.push(item(lease, 'etcd gives it to a container of this node that the journal does not know (no attachment: reservoird stopped between etcd and its journal)'));
-          if (repair || automatic) {
-            await this.cluster.units.run(name, () => {
-              const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
-              if (!now || now.node !== this.node || now.containerId !== lease.containerId || now.createdAt !== lease.createdAt) return;
-              if (this.unknownToJournal(now) && !this.cluster.units.inFlight(this.cluster.layout.lease(now.network, now.family, now.ip))) this.cni.release(now, 'orphan');
-            });
-          }
+      for (const lease of mirror.attachedLeases(name)) {
+        if (lease.node !== this.node || known.has(leaseKey(lease)) || !this.unknownToJournal(lease)) continue;
+        // A claim this daemon is committing right now shows in the copy (the watch) before its journal line.
+        if (this.cluster.units.inFlight(this.cluster.layout.lease(lease.network, lease.family, lease.ip))) continue;
+        if (automatic && (this.graceMs <= 0 || lease.createdAt > cutoff)) continue;
+        orphans.push(item(lease, 'etcd gives it to a container of this node that the journal does not know (no attachment: reservoird stopped between etcd and its journal)'));
+        if (repair || automatic) {
+          await this.cluster.units.run(name, () => {
+            const now = this.store.leaseAt(lease.network, lease.family, lease.ip);
+            if (!now || now.node !== this.node || now.containerId !== lease.containerId || now.createdAt !== lease.createdAt) return;
+            if (this.unknownToJournal(now) && !this.cluster.units.inFlight(this.cluster.layout.lease(now.network, now.family, now.ip))) this.cni.release(now, 'orphan');
+          });
         }
-        if (page.length < 1000) break;
-        const last = page[page.length - 1]!;
-        after = { family: last.family, ip: last.ip };
       }
     }
     for (const row of journal) {
@@ -202,13 +196,7 @@ export class ClusterService {
     if (!mirror.loaded) return [];
     const out: LeaseRecord[] = [];
     for (const network of [...mirror.networks]) {
-      for (let after: { family: 4 | 6; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
-        page = mirror.store.attachedLeasesAfter(network, after, 1000);
-        for (const lease of page) if (lease.node && lease.node !== this.node) out.push(lease);
-        if (page.length < 1000) break;
-        const last = page[page.length - 1]!;
-        after = { family: last.family, ip: last.ip };
-      }
+      for (const lease of mirror.attachedLeases(network)) if (lease.node && lease.node !== this.node) out.push(lease);
     }
     return out;
   }

@@ -4,10 +4,14 @@
 // probes stay local: no round trip per candidate address). The copy follows etcd by a watch and
 // by the transactions this daemon commits; a unit's compares carry the revisions it saw, so a
 // stale copy can only make a transaction fail and run again, never grant what etcd has not.
+import type { Family } from '../../src/address.js';
 import { SqliteStore } from '../sqlite-store.js';
 import type { LeaseRecord, ReservedRecord } from '../store.js';
 import { type ClusterKey, type KeyLayout, decodeLease, decodeNetwork, decodeReserved } from './keys.js';
 import type { KvEntry } from './kv.js';
+
+/** Leases read at once by attachedLeases. */
+const ATTACHED_PAGE = 1000;
 
 export interface MirrorEntry {
   readonly value: string;
@@ -51,6 +55,17 @@ export class Mirror {
   /** Keys under a prefix, with their entries (a scan of the whole copy: for rare reads, not per batch). */
   *under(prefix: string): Iterable<[string, MirrorEntry]> {
     for (const [key, entry] of this.entries) if (key.startsWith(prefix)) yield [key, entry];
+  }
+
+  /** A network's attached leases in this copy, in address order, read a page at a time (the consumer may await between). */
+  *attachedLeases(network: string): Iterable<LeaseRecord> {
+    for (let after: { family: Family; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
+      page = this.store.attachedLeasesAfter(network, after, ATTACHED_PAGE);
+      yield* page;
+      if (page.length < ATTACHED_PAGE) return;
+      const last = page[page.length - 1]!;
+      after = { family: last.family, ip: last.ip };
+    }
   }
 
   /** Replace everything with a full read of etcd at `revision`. */

@@ -8,7 +8,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ClusterCheckResponse, ClusterNodeReport, ClusterRepairRequestView } from '../../src/protocol.js';
 import type { Logger } from '../log.js';
-import type { LeaseRecord } from '../store.js';
 import type { Cluster } from './cluster.js';
 import type { KvEvent } from './kv.js';
 import { type RepairRequest, buildReport, compareNodes, decodeRepairRequest, decodeReport, encodeReport, sameContent } from './node-report.js';
@@ -196,19 +195,12 @@ export class NodeReports {
   /** Attachments etcd gives to each node, per network. */
   private attachments(): Map<string, Map<string, number>> {
     const out = new Map<string, Map<string, number>>();
-    const store = this.cluster.mirror.store;
     for (const network of this.cluster.mirror.networks) {
-      for (let after: { family: 4 | 6; ip: bigint } | undefined, page: LeaseRecord[]; ; ) {
-        page = store.attachedLeasesAfter(network, after, 1000);
-        for (const lease of page) {
-          if (!lease.node || lease.containerId === null) continue;
-          const counts = out.get(lease.node) ?? new Map<string, number>();
-          counts.set(network, (counts.get(network) ?? 0) + 1);
-          out.set(lease.node, counts);
-        }
-        if (page.length < 1000) break;
-        const last = page[page.length - 1]!;
-        after = { family: last.family, ip: last.ip };
+      for (const lease of this.cluster.mirror.attachedLeases(network)) {
+        if (!lease.node || lease.containerId === null) continue;
+        const counts = out.get(lease.node) ?? new Map<string, number>();
+        counts.set(network, (counts.get(network) ?? 0) + 1);
+        out.set(lease.node, counts);
       }
     }
     return out;
