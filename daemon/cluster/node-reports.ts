@@ -48,8 +48,7 @@ export class NodeReports {
   private written: ClusterNodeReport | undefined;
   private publishing = false;
   private publishAgain = false;
-  private answering = false;
-  /** The request being answered: the report names it (repairId) once its repair has run. */
+  /** The request being answered (null: none); the report names it (repairId) once its repair has run. */
   private answeringId: string | null = null;
   /** A request that came while this node was repairing: run after. */
   private pendingRequest: RepairRequest | undefined;
@@ -109,11 +108,10 @@ export class NodeReports {
 
   private answer(request: RepairRequest | undefined): void {
     if (!request || request.id === this.repairId || request.id === this.answeringId) return;
-    if (this.answering) {
+    if (this.answeringId !== null) {
       this.pendingRequest = request;
       return;
     }
-    this.answering = true;
     this.answeringId = request.id;
     this.log.info('another node asked for check --repair', { by: request.by, request: request.id, network: request.network ?? 'all' });
     this.own
@@ -123,7 +121,6 @@ export class NodeReports {
         this.log.warn('check --repair asked by another node failed; trying again after the next load', { by: request.by, error: String((err as Error).message ?? err) });
       })
       .finally(() => {
-        this.answering = false;
         this.answeringId = null;
         const next = this.pendingRequest;
         this.pendingRequest = undefined;
