@@ -238,6 +238,8 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
       return { code, stdout, stderr };
     };
     await addOk(shared(b().socket), { containerId: 'cli1', args: { IP: '10.90.0.50' } });
+    // node-a's and node-c's copies follow node-b's commit by the watch
+    for (const node of [a(), c()]) await waitFor(async () => ((await op(node.socket, 'leases', { query: { network: 'shared' } })).leases.length === 1 ? true : undefined), 2_000, 'the other nodes see the lease');
     const leases = await ctl(a().socket, 'leases', 'shared');
     expect(leases.stdout).toMatch(/^IP\s+NETWORK\s+NODE\s+STATE/);
     expect(leases.stdout).toMatch(/^10\.90\.0\.50\s+shared\s+node-b\s+attached/m);

@@ -173,6 +173,8 @@ describeWithPrereqs('cluster networks under faults', ['etcd', 'openssl'], () => 
     const etcd = await startEtcdCluster(cleanup, { tls: true });
     const tls = etcd.tls!;
     const [secure] = await startNodes(etcd, 1, { extra: ['--etcd-cacert', tls.ca, '--etcd-cert', tls.cert, '--etcd-key', tls.key] });
+    // the daemon serves before its first load from etcd (slower over TLS): an ADD before it gets 11
+    await waitFor(async () => ((await op(secure!.socket, 'health')).cluster.connected ? true : undefined), 10_000, 'the TLS daemon follows etcd');
     expect(ipOf(await add(secure!.socket, 'tls1'))).toBeDefined();
     const [anonymous] = await startNodes(etcd, 1, { extra: ['--etcd-cacert', tls.ca] });
     const refused = await add(anonymous!.socket, 'tls2');
