@@ -32,6 +32,8 @@ import { Units } from './units.js';
 
 export const VERSION = '0.1.0';
 export const DEFAULT_RECLAIM_GRACE_MS = 60_000;
+/** How often the cluster journal is reconciled with etcd when no reclaim grace paces it. */
+const CLUSTER_RECONCILE_MS = 30_000;
 /** History retention removes at most this many events per unit of work (a unit never stalls CNI calls for long). */
 export const HISTORY_PRUNE_CHUNK = 5_000;
 
@@ -240,11 +242,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   let reconciling = false;
   let pruning = false;
+  const sweepMs = options.sweepIntervalMs ?? Math.min(30_000, Math.max(1_000, graceMs / 2));
+  // The cluster reconcile walks the copy of etcd and publishes this node's report: at the sweep's
+  // pace when a reclaim grace paces orphans, else every 30 s (with reclaim off the sweep runs
+  // each second, and would walk every node's leases each second).
+  const clusterReconcileTicks = options.sweepIntervalMs !== undefined || graceMs > 0 ? 1 : Math.max(1, Math.round(CLUSTER_RECONCILE_MS / sweepMs));
+  let ticks = 0;
   const sweep = setInterval(() => {
     for (const name of networks.names()) {
       units.run(name, () => operator.expireHolds(name)).catch((err: unknown) => log.error('hold expiry failed', { network: name, error: String(err) }));
     }
-    if (cluster?.health().connected && clusterService) void clusterService.afterLoad();
+    if (++ticks % clusterReconcileTicks === 0 && cluster?.health().connected && clusterService) void clusterService.afterLoad();
     if (!pruning) {
       pruning = true;
       pruneHistory()
@@ -262,7 +270,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           reconciling = false;
         });
     }
-  }, options.sweepIntervalMs ?? Math.min(30_000, Math.max(1_000, graceMs / 2)));
+  }, sweepMs);
   sweep.unref();
 
   log.info('reservoird listening', { socket: options.socket, db: options.dbPath, version: VERSION });
