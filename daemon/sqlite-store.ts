@@ -575,6 +575,27 @@ export class SqliteStore implements Store {
     this.markOccupied(lease.network, lease.family, lease.ip);
   }
 
+  /** Overwrite the lease at its address, if there is one (its address stays occupied); false: none there. */
+  replaceLease(lease: LeaseRecord): boolean {
+    const { changes } = this.sql.replaceLease.run(
+      lease.containerId,
+      lease.ifname,
+      lease.netns,
+      lease.app,
+      lease.kind,
+      lease.createdAt,
+      lease.detachedAt,
+      lease.podUid ?? null,
+      lease.ownerUid ?? null,
+      lease.ordinal ?? null,
+      lease.node ?? null,
+      lease.network,
+      lease.family,
+      toKey(lease.family, lease.ip),
+    );
+    return changes > 0;
+  }
+
   deleteLease(network: string, family: Family, ip: bigint): void {
     const { changes } = this.sql.deleteLease.run(network, family, toKey(family, ip));
     if (changes > 0) this.markFree(network, family, ip);
@@ -857,6 +878,9 @@ function prepareStatements(db: Database.Database) {
     listStatefulSets: db.prepare('SELECT * FROM statefulsets ORDER BY namespace, name, uid'),
     deleteStatefulSet: db.prepare('DELETE FROM statefulsets WHERE uid = ?'),
     deleteLease: db.prepare('DELETE FROM leases WHERE network = ? AND family = ? AND ip = ?'),
+    replaceLease: db.prepare(
+      'UPDATE leases SET container_id = ?, ifname = ?, netns = ?, app = ?, kind = ?, created_at = ?, detached_at = ?, pod_uid = ?, owner_uid = ?, ordinal = ?, node = ? WHERE network = ? AND family = ? AND ip = ?',
+    ),
     detachLease: db.prepare('UPDATE leases SET container_id = NULL, ifname = NULL, netns = NULL, detached_at = ? WHERE network = ? AND family = ? AND ip = ?'),
     attachLease: db.prepare('UPDATE leases SET container_id = ?, ifname = ?, netns = ?, detached_at = NULL WHERE network = ? AND family = ? AND ip = ?'),
     runAtOrBefore: db.prepare(

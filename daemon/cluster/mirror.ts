@@ -34,6 +34,8 @@ export class Mirror {
   readonly networks = new Set<string>();
   /** The last revision that put or deleted a lease of a node in a network (`check` compares a node's report only with what came before it). */
   private readonly nodeChanges = new Map<string, number>();
+  /** The node of each lease key's holder (what nodeChanges needs of the value a change replaces, without reading it back). */
+  private readonly leaseNodes = new Map<string, string | null>();
 
   constructor(
     readonly layout: KeyLayout,
@@ -78,6 +80,7 @@ export class Mirror {
     this.tombstones.clear();
     this.networks.clear();
     this.nodeChanges.clear();
+    this.leaseNodes.clear();
     this.store.transaction(() => {
       for (const e of entries) this.put(e.key, e.value, e.modRevision, e.createRevision, touched);
     });
@@ -92,11 +95,12 @@ export class Mirror {
    * after its effects ran: units.ts settle).
    */
   apply(changes: ReadonlyArray<{ type: 'put' | 'delete'; key: string; value: string; modRevision: number; createRevision: number }>, tell = true): void {
+    // the watch brings this daemon's own commits back too: those are known already, no transaction for them
+    const fresh = changes.filter((c) => c.modRevision > (this.entries.get(c.key)?.modRevision ?? this.tombstones.get(c.key) ?? 0));
+    if (fresh.length === 0) return;
     const touched = new Set<string>();
     this.store.transaction(() => {
-      for (const c of changes) {
-        const seen = this.entries.get(c.key)?.modRevision ?? this.tombstones.get(c.key) ?? 0;
-        if (c.modRevision <= seen) continue;
+      for (const c of fresh) {
         if (c.type === 'put') this.put(c.key, c.value, c.modRevision, c.createRevision, touched);
         else this.remove(c.key, c.modRevision, touched);
       }
@@ -138,7 +142,7 @@ export class Mirror {
     this.tombstones.delete(key);
     if (!parsed) return;
     try {
-      this.putRecord(parsed, value, modRevision);
+      this.putRecord(key, parsed, value, modRevision);
     } catch {
       // a value this daemon cannot read (a newer layout?): kept as an entry, so compares still see it
     }
@@ -151,7 +155,8 @@ export class Mirror {
     this.tombstones.set(key, revision);
     if (!parsed) return;
     if (parsed.kind === 'lease') {
-      this.nodeChanged(parsed.network, this.store.leaseAt(parsed.network, parsed.family, parsed.ip)?.node, revision);
+      this.nodeChanged(parsed.network, this.leaseNodes.get(key), revision);
+      this.leaseNodes.delete(key);
       this.store.deleteLease(parsed.network, parsed.family, parsed.ip);
     }
     if (parsed.kind === 'reserved') {
@@ -161,7 +166,7 @@ export class Mirror {
     if ('network' in parsed) touched.add(parsed.network);
   }
 
-  private putRecord(key: ClusterKey, value: string, modRevision: number): void {
+  private putRecord(text: string, key: ClusterKey, value: string, modRevision: number): void {
     switch (key.kind) {
       case 'network': {
         const record = decodeNetwork(key.network, value);
@@ -173,10 +178,11 @@ export class Mirror {
       case 'lease': {
         const { unit: _unit, ...lease } = decodeLease(key.network, key.family, key.ip, value);
         this.networks.add(key.network);
-        this.nodeChanged(key.network, this.store.leaseAt(key.network, key.family, key.ip)?.node, modRevision);
+        this.nodeChanged(key.network, this.leaseNodes.get(text), modRevision);
         this.nodeChanged(key.network, lease.node, modRevision);
-        this.store.deleteLease(key.network, key.family, key.ip);
-        this.store.insertLease(lease);
+        this.leaseNodes.set(text, lease.node ?? null);
+        // a new holder of a taken address overwrites it in place: the address stays occupied
+        if (!this.store.replaceLease(lease)) this.store.insertLease(lease);
         return;
       }
       case 'reserved': {

@@ -30,3 +30,37 @@ it('knows the last revision that changed a node\'s leases in a network', () => {
     mirror.close();
   }
 });
+
+it('overwrites a holder in place, frees an address on deletion, and skips what it already knows', () => {
+  const told: string[] = [];
+  const mirror = new Mirror(layout, undefined, (network) => told.push(network));
+  try {
+    mirror.reload([], 1);
+    told.length = 0;
+    mirror.apply([put(10n, 'a', 2), put(11n, 'a', 2)]);
+    expect(told).toEqual(['n']);
+    expect(mirror.store.occupiedCovering('n', 4, 10n)).toEqual({ start: 10n, end: 11n });
+    // another node's container takes 10 (a move): one lease there, of b, and 10-11 still one taken run
+    mirror.apply([put(10n, 'b', 3)]);
+    expect(mirror.store.leaseAt('n', 4, 10n)?.node).toBe('b');
+    expect(mirror.store.attachedLeases('n').map((l) => [l.ip, l.node])).toEqual([[10n, 'b'], [11n, 'a']]);
+    expect(mirror.store.occupiedCovering('n', 4, 11n)).toEqual({ start: 10n, end: 11n });
+    // this daemon's own commit, come back by the watch: already known, nothing is applied or told
+    told.length = 0;
+    mirror.apply([put(10n, 'c', 3)]);
+    expect(mirror.store.leaseAt('n', 4, 10n)?.node).toBe('b');
+    expect(told).toEqual([]);
+    // a deletion frees the address; the node it held is the one that changed
+    mirror.apply([{ type: 'delete', key: layout.lease('n', 4, 10n), value: '', modRevision: 4, createRevision: 0 }]);
+    expect(mirror.store.leaseAt('n', 4, 10n)).toBeUndefined();
+    expect(mirror.store.occupiedCovering('n', 4, 10n)).toBeUndefined();
+    expect(mirror.store.occupiedCovering('n', 4, 11n)).toEqual({ start: 11n, end: 11n });
+    expect([mirror.nodeChangedAt('n', 'a'), mirror.nodeChangedAt('n', 'b')]).toEqual([3, 4]);
+    // the deletion coming back again changes nothing
+    told.length = 0;
+    mirror.apply([{ type: 'delete', key: layout.lease('n', 4, 10n), value: '', modRevision: 4, createRevision: 0 }]);
+    expect(told).toEqual([]);
+  } finally {
+    mirror.close();
+  }
+});
