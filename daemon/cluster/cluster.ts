@@ -16,6 +16,8 @@ const RELOAD_BACKOFF_MS = [200, 500, 1_000, 2_000, 5_000];
 const LOAD_TIMEOUT_MS = 5_000;
 /** How long a unit that lost a race waits for the watch to bring what beat it. */
 const CATCH_UP_MS = 300;
+/** How long a network's changes wait to be recounted: a busy network brings a commit every few ms, and counts are for people. */
+const RECOUNT_MS = 100;
 
 /** What this link knows of its health (cluster-service.ts adds the node and the journal). */
 export type ClusterHealth = Omit<ClusterHealthView, 'node' | 'journal'>;
@@ -33,7 +35,7 @@ export class Cluster {
   private failures = 0;
   private readonly waiters = new Set<{ revision: number; resolve: () => void }>();
   private paying = false;
-  /** Networks the watch changed, recounted once at the end of the turn (a busy watch brings many events). */
+  /** Networks changed since their last count, recounted together after RECOUNT_MS. */
   private readonly recountDue = new Set<string>();
   /** Told after each (re)load: reconcile the journal with etcd. */
   onLoaded: () => void = () => undefined;
@@ -67,21 +69,19 @@ export class Cluster {
       node,
       log,
       (revision) => this.caughtUp(revision),
-      (network) => {
-        this.recountDue.delete(network); // counted now, with the batch's effects
-        changed(network);
-      },
+      // the batch's own effects moved the counts already; the recount makes them exact again
+      (network) => this.changedSoon(network, changed),
       () => this.lastError ?? 'not connected yet',
     );
   }
 
   private changedSoon(network: string, changed: (network: string) => void): void {
     if (this.recountDue.size === 0) {
-      setImmediate(() => {
+      setTimeout(() => {
         const due = [...this.recountDue];
         this.recountDue.clear();
         if (!this.closed) for (const name of due) changed(name);
-      });
+      }, RECOUNT_MS).unref();
     }
     this.recountDue.add(network);
   }
