@@ -64,11 +64,23 @@ const ANSWER_MARGIN_MS = 250;
 const MAX_ATTEMPTS = 12;
 /** A unit whose caller gives up sooner than this is not started (answered 11). */
 const MIN_TXN_MS = 30;
+/** How long a batch may wait for the callers the last one answered (afterBatch): about one round trip, within these bounds. */
+const REJOIN_MIN_MS = 2;
+const REJOIN_MAX_MS = 10;
 
 export const FAULT_ENV = 'RESERVOIR_FAULT';
 
+interface Queue {
+  pending: Pending[];
+  busy: boolean;
+  /** How long the network's last etcd transaction took (ms). */
+  lastTxnMs: number;
+  /** Waiting for this many callers to come back before the next batch starts. */
+  rejoin: { readonly callers: number; readonly timer: NodeJS.Timeout } | undefined;
+}
+
 export class ClusterUnits {
-  private readonly queues = new Map<string, { pending: Pending[]; busy: boolean }>();
+  private readonly queues = new Map<string, Queue>();
   private sequence = 0;
   /** Keys written by transactions sent and not yet settled: the watch may show them before the answer does. */
   private readonly sending = new Map<string, number>();
@@ -99,35 +111,46 @@ export class ClusterUnits {
     return new Promise<T>((resolve, reject) => {
       let queue = this.queues.get(network);
       if (!queue) {
-        queue = { pending: [], busy: false };
+        queue = { pending: [], busy: false, lastTxnMs: 0, rejoin: undefined };
         this.queues.set(network, queue);
       }
       queue.pending.push({ fn, deadline: options.deadline, offline: options.offline, resolve: resolve as (v: unknown) => void, reject });
-      if (!queue.busy) this.kick(network);
+      if (!queue.busy) this.kick(queue, network);
+      else if (queue.rejoin && queue.pending.length >= queue.rejoin.callers) this.kick(queue, network);
     });
   }
 
-  private kick(network: string): void {
-    const queue = this.queues.get(network)!;
+  private kick(queue: Queue, network: string): void {
+    if (queue.rejoin) clearTimeout(queue.rejoin.timer);
+    queue.rejoin = undefined;
     queue.busy = true;
     // One event-loop turn lets concurrent requests join the batch.
     setImmediate(() => {
       const items = queue.pending.splice(0, MAX_UNITS_PER_BATCH);
-      this.execute(network, items)
+      queue.lastTxnMs = 0;
+      this.execute(network, items, queue)
         .catch((err: unknown) => {
           for (const item of items) item.reject(err);
         })
-        .finally(() => {
-          if (queue.pending.length > 0) this.kick(network);
-          else {
-            queue.busy = false;
-            this.queues.delete(network);
-          }
-        });
+        .finally(() => this.next(queue, network, items.length));
     });
   }
 
-  private async execute(network: string, all: Pending[]): Promise<void> {
+  private next(queue: Queue, network: string, answered: number): void {
+    const step = afterBatch(queue.pending.length, answered, queue.lastTxnMs);
+    if (step.kind === 'start') return this.kick(queue, network);
+    if (step.kind === 'idle') return this.idle(queue, network);
+    const timer = setTimeout(() => (queue.pending.length > 0 ? this.kick(queue, network) : this.idle(queue, network)), step.ms);
+    queue.rejoin = { callers: step.callers, timer };
+  }
+
+  private idle(queue: Queue, network: string): void {
+    queue.rejoin = undefined;
+    queue.busy = false;
+    if (this.queues.get(network) === queue) this.queues.delete(network);
+  }
+
+  private async execute(network: string, all: Pending[], queue: Queue): Promise<void> {
     let items = all;
     let verified = false;
     for (let attempt = 1; ; attempt++) {
@@ -144,7 +167,7 @@ export class ClusterUnits {
         // the batch grew past what one transaction may hold: the rest goes in the next one
         const rest = items.slice(plan.outcomes.length);
         items = items.slice(0, plan.outcomes.length);
-        this.requeue(network, rest);
+        this.requeue(queue, rest);
       }
       if (!verified && plan.outcomes.some(refusedByState)) {
         // A refusal decided on this copy (in use, exhausted) may be a few milliseconds stale:
@@ -169,7 +192,9 @@ export class ClusterUnits {
       for (const key of keys) this.sending.set(key, (this.sending.get(key) ?? 0) + 1);
       try {
         this.stats.txns++;
+        const sent = performance.now();
         const result = await this.kv.txn(plan.compares, plan.writes, plan.reads, deadline);
+        queue.lastTxnMs = performance.now() - sent;
         if (!result.succeeded) {
           this.stats.conflicts++;
           if (lostLeaseRace(plan, result.current, this.layout)) this.routing.scatterCursors(network);
@@ -210,8 +235,7 @@ export class ClusterUnits {
     return this.sending.has(key);
   }
 
-  private requeue(network: string, items: Pending[]): void {
-    const queue = this.queues.get(network)!;
+  private requeue(queue: Queue, items: Pending[]): void {
     queue.pending.unshift(...items);
   }
 
@@ -493,6 +517,24 @@ export class ClusterUnits {
       item.reject(new ReservoirError('TRY_AGAIN_LATER', `the cluster network changed under this request ${MAX_ATTEMPTS} times in a row (other nodes claiming the same IPs); nothing was leased or changed; try again`));
     }
   }
+}
+
+export type NextBatch = { readonly kind: 'start' } | { readonly kind: 'idle' } | { readonly kind: 'wait'; readonly callers: number; readonly ms: number };
+
+/**
+ * What follows a batch that answered `answered` callers while `pending` arrived, its etcd
+ * transaction having taken `txnMs` (0: it sent none). The callers just answered usually come
+ * straight back (a runtime's next pod, a client's next request). Starting at once with those
+ * that arrived meanwhile would send one transaction per group of callers for ever; after a
+ * transaction, the next batch waits for all of them, at most about one round trip (2 to 10
+ * ms), which merges the groups. A lone caller coming back starts at once; a batch that went nowhere
+ * near etcd waits for no one.
+ */
+export function afterBatch(pending: number, answered: number, txnMs: number): NextBatch {
+  if (txnMs <= 0 || answered <= 0) return pending > 0 ? { kind: 'start' } : { kind: 'idle' };
+  const callers = Math.min(pending + answered, MAX_UNITS_PER_BATCH);
+  if (pending >= callers) return { kind: 'start' };
+  return { kind: 'wait', callers, ms: Math.min(Math.max(txnMs, REJOIN_MIN_MS), REJOIN_MAX_MS) };
 }
 
 /** Whether a failed transaction found one of the IPs it would claim taken meanwhile (another node allocates there). */

@@ -200,6 +200,25 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(stats().txns - before).toBe(30);
   });
 
+  it('callers that ask again as soon as they are answered are all answered, sharing transactions', async () => {
+    const big = (socket: string) => netconf('big', socket, { scope: 'cluster', ranges: [[{ subnet: '10.100.0.0/16' }]] });
+    const node = a();
+    const stats = () => node.daemon.cluster!.health().stats;
+    await addOk(big(node.socket), { containerId: 'warm' });
+    const before = { ...stats() }; // the counters move in place
+    // five callers, each asking again as soon as it is answered, as kubelet does with pods: a batch
+    // waits for the callers it answered (units.ts afterBatch), and must leave none of them waiting
+    const ips = await Promise.all(Array.from({ length: 5 }, async (_, caller) => {
+      const got: string[] = [];
+      for (let i = 0; i < 12; i++) got.push(...(await addOk(big(node.socket), { containerId: `r${caller}-${i}` })));
+      return got;
+    }));
+    expect(new Set(ips.flat()).size).toBe(60);
+    const after = stats();
+    expect(after.units - before.units).toBe(60);
+    expect(after.txns - before.txns).toBeLessThan(60);
+  });
+
   it('refuses a cluster network on a daemon without etcd with code 7, saying what to change', async () => {
     const lone = await startTestDaemon({ nodeName: 'lone' });
     try {
