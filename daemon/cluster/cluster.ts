@@ -35,6 +35,8 @@ export class Cluster {
   private failures = 0;
   private readonly waiters = new Set<{ revision: number; resolve: () => void }>();
   private paying = false;
+  /** The first load from etcd while it runs: a unit that arrives meanwhile waits for it (within its caller's deadline). */
+  private firstLoad: Promise<void> | undefined;
   /** Networks changed since their last count, recounted together after RECOUNT_MS. */
   private readonly recountDue = new Set<string>();
   /** Told after each (re)load: reconcile the journal with etcd. */
@@ -72,6 +74,7 @@ export class Cluster {
       // the batch's own effects moved the counts already; the recount makes them exact again
       (network) => this.changedSoon(network, changed),
       () => this.lastError ?? 'not connected yet',
+      () => this.firstLoad,
     );
   }
 
@@ -88,7 +91,9 @@ export class Cluster {
 
   /** Load in the background; resolves after the first attempt (loaded or not). */
   async start(): Promise<void> {
-    await this.load();
+    this.firstLoad = this.load();
+    await this.firstLoad;
+    this.firstLoad = undefined;
   }
 
   health(): ClusterHealth {

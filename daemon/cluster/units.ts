@@ -103,6 +103,8 @@ export class ClusterUnits {
     private readonly committed: (network: string) => void,
     /** Why etcd is unreachable, for messages. */
     private readonly describe: () => string,
+    /** The daemon's first load from etcd, while it runs (undefined once it has ended, loaded or not). */
+    private readonly firstLoad: () => Promise<void> | undefined,
     /** Real time (deadlines are epoch ms of the caller's clock), whatever clock the records use. */
     private readonly clock: () => number = Date.now,
   ) {}
@@ -154,7 +156,20 @@ export class ClusterUnits {
     let items = all;
     let verified = false;
     for (let attempt = 1; ; attempt++) {
-      if (!this.mirror.loaded) return this.settleUnavailable(items);
+      if (!this.mirror.loaded) {
+        // Just started: the copy of etcd is being loaded. Waiting for it (within the callers'
+        // deadline) spares a restart's first ADDs a needless 11; once a load has failed, etcd
+        // is away and they get 11 at once.
+        const loading = this.firstLoad();
+        const wait = Math.min(this.clock() + DEFAULT_TXN_MS, ...items.map((i) => i.deadline ?? Infinity)) - ANSWER_MARGIN_MS - MIN_TXN_MS - this.clock();
+        if (loading && wait > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([loading, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait)))]);
+          clearTimeout(timer);
+          if (this.mirror.loaded) continue;
+        }
+        return this.settleUnavailable(items);
+      }
       const now = this.clock();
       items = items.filter((item) => {
         if (item.deadline === undefined || item.deadline - ANSWER_MARGIN_MS - now >= MIN_TXN_MS) return true;

@@ -169,6 +169,21 @@ describeWithPrereqs('cluster networks under faults', ['etcd', 'openssl'], () => 
     expect(ipOf(await add(victim!.socket, 'orphan'))).toBeDefined();
   }, 90_000);
 
+  it('an ADD that arrives while a starting daemon loads its copy of etcd waits for the load instead of failing with 11', async () => {
+    const etcd = await startEtcdCluster(cleanup);
+    // every member paused: the daemon serves, and its first load waits on etcd
+    for (const i of [0, 1, 2]) etcd.pause(i);
+    const [node] = await startNodes(etcd, 1);
+    expect((await op(node!.socket, 'health')).cluster.connected).toBe(false);
+    const adding = add(node!.socket, 'early');
+    await sleep(800);
+    for (const i of [0, 1, 2]) etcd.resume(i);
+    const early = await adding;
+    expect(early.exitCode, early.stdout).toBe(0);
+    expect(early.durationMs).toBeGreaterThan(700);
+    expect((await leasesOf(node!.socket, 'cnet')).map((l) => l.containerId)).toEqual(['early']);
+  }, 60_000);
+
   it('speaks TLS with client certificates made by the test, and refuses a client without one', async () => {
     const etcd = await startEtcdCluster(cleanup, { tls: true });
     const tls = etcd.tls!;
