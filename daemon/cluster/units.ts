@@ -70,6 +70,9 @@ const REJOIN_MAX_MS = 10;
 
 export const FAULT_ENV = 'RESERVOIR_FAULT';
 
+/** Thrown to roll a rehearsal back: not an Error, whose stack every batch would pay for. */
+const ROLLBACK = Object.freeze({ rollback: true });
+
 interface Queue {
   pending: Pending[];
   busy: boolean;
@@ -264,7 +267,6 @@ export class ClusterUnits {
       const keysOf: string[][] = [];
       const finals = new Map<string, string | undefined>();
       let overflow = false;
-      const rollback = new Error('rollback');
       this.routing.capture = capture;
       try {
         this.mirror.store.transaction(() => {
@@ -283,10 +285,10 @@ export class ClusterUnits {
             }
           }
           if (!overflow) for (const key of capture.dirty) finals.set(key, this.finalValue(key, unit));
-          throw rollback;
+          throw ROLLBACK;
         });
       } catch (err) {
-        if (err !== rollback) throw err;
+        if (err !== ROLLBACK) throw err;
       } finally {
         this.routing.capture = undefined;
       }
