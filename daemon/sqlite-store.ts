@@ -232,6 +232,11 @@ function toHistory(row: HistoryRow): HistoryRecord {
 const NETWORK_COLUMNS = 'name, ipam, file, reserved_conflicts, updated_at';
 const LEASE_COLUMNS = 'network, family, ip, container_id, ifname, netns, app, kind, created_at, detached_at, pod_uid, owner_uid, ordinal, node';
 
+/** A lease's columns after its address (network, family, ip), in LEASE_COLUMNS' order: what insertLease and replaceLease write. */
+function holderValues(lease: LeaseRecord): unknown[] {
+  return [lease.containerId, lease.ifname, lease.netns, lease.app, lease.kind, lease.createdAt, lease.detachedAt, lease.podUid ?? null, lease.ownerUid ?? null, lease.ordinal ?? null, lease.node ?? null];
+}
+
 function toLease(row: LeaseRow): LeaseRecord {
   return {
     network: row.network,
@@ -555,44 +560,13 @@ export class SqliteStore implements Store {
   }
 
   insertLease(lease: LeaseRecord): void {
-    const key = toKey(lease.family, lease.ip);
-    this.sql.insertLease.run(
-      lease.network,
-      lease.family,
-      key,
-      lease.containerId,
-      lease.ifname,
-      lease.netns,
-      lease.app,
-      lease.kind,
-      lease.createdAt,
-      lease.detachedAt,
-      lease.podUid ?? null,
-      lease.ownerUid ?? null,
-      lease.ordinal ?? null,
-      lease.node ?? null,
-    );
+    this.sql.insertLease.run(lease.network, lease.family, toKey(lease.family, lease.ip), ...holderValues(lease));
     this.markOccupied(lease.network, lease.family, lease.ip);
   }
 
   /** Overwrite the lease at its address, if there is one (its address stays occupied); false: none there. */
   replaceLease(lease: LeaseRecord): boolean {
-    const { changes } = this.sql.replaceLease.run(
-      lease.containerId,
-      lease.ifname,
-      lease.netns,
-      lease.app,
-      lease.kind,
-      lease.createdAt,
-      lease.detachedAt,
-      lease.podUid ?? null,
-      lease.ownerUid ?? null,
-      lease.ordinal ?? null,
-      lease.node ?? null,
-      lease.network,
-      lease.family,
-      toKey(lease.family, lease.ip),
-    );
+    const { changes } = this.sql.replaceLease.run(...holderValues(lease), lease.network, lease.family, toKey(lease.family, lease.ip));
     return changes > 0;
   }
 
