@@ -95,12 +95,13 @@ export class Mirror {
    * after its effects ran: units.ts settle).
    */
   apply(changes: ReadonlyArray<{ type: 'put' | 'delete'; key: string; value: string; modRevision: number; createRevision: number }>, tell = true): void {
+    const newer = (c: (typeof changes)[number]) => c.modRevision > (this.entries.get(c.key)?.modRevision ?? this.tombstones.get(c.key) ?? 0);
     // the watch brings this daemon's own commits back too: those are known already, no transaction for them
-    const fresh = changes.filter((c) => c.modRevision > (this.entries.get(c.key)?.modRevision ?? this.tombstones.get(c.key) ?? 0));
-    if (fresh.length === 0) return;
+    if (!changes.some(newer)) return;
     const touched = new Set<string>();
     this.store.transaction(() => {
-      for (const c of fresh) {
+      for (const c of changes) {
+        if (!newer(c)) continue; // asked again for each: a list may change one key twice
         if (c.type === 'put') this.put(c.key, c.value, c.modRevision, c.createRevision, touched);
         else this.remove(c.key, c.modRevision, touched);
       }

@@ -60,6 +60,9 @@ it('overwrites a holder in place, frees an address on deletion, and skips what i
     told.length = 0;
     mirror.apply([{ type: 'delete', key: layout.lease('n', 4, 10n), value: '', modRevision: 4, createRevision: 0 }]);
     expect(told).toEqual([]);
+    // one list that changes a key twice: the newer revision stands, whatever the order
+    mirror.apply([put(20n, 'a', 10), put(20n, 'b', 9)]);
+    expect(mirror.store.leaseAt('n', 4, 20n)?.node).toBe('a');
   } finally {
     mirror.close();
   }
