@@ -87,7 +87,7 @@ export interface ClusterHealthView {
   /** This node's attachments in cluster networks, by the journal: attached, releasing (owed), in conflict. */
   readonly journal: { readonly attached: number; readonly releasing: number; readonly conflict: number };
   /** Batches run, units they carried, etcd transactions, those that lost a race, had an unknown outcome, or found etcd unreachable. */
-  readonly stats: { readonly batches: number; readonly units: number; readonly txns: number; readonly conflicts: number; readonly unknown: number; readonly unavailable: number };
+  readonly stats: { readonly batches: number; readonly units: number; readonly txns: number; readonly conflicts: number; readonly unknown: number; readonly unavailable: number; readonly watchLagged: number };
 }
 
 /** One finding of `reservoirctl check`: an IP, who holds it (by etcd, or by the journal), where, and what is wrong. */

@@ -176,15 +176,14 @@ export class Cluster {
     }
   }
 
-  /** Note: the watch also reports progress through events only; a caller waits at most CATCH_UP_MS. */
-  private caughtUp(revision: number): Promise<void> {
-    if (this.mirror.watched >= revision) return Promise.resolve();
+  /** Note: the watch reports progress through events only; a caller waits at most CATCH_UP_MS. False: it ran out. */
+  private caughtUp(revision: number): Promise<boolean> {
+    if (this.mirror.watched >= revision) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const waiter = { revision, resolve };
+      const waiter = { revision, resolve: () => resolve(true) };
       this.waiters.add(waiter);
       setTimeout(() => {
-        this.waiters.delete(waiter);
-        resolve();
+        if (this.waiters.delete(waiter)) resolve(false);
       }, CATCH_UP_MS).unref();
     });
   }

@@ -89,7 +89,7 @@ export class ClusterUnits {
   private readonly sending = new Map<string, number>();
   private readonly session = randomBytes(4).toString('hex');
   /** For health and the benchmark: batches, units, etcd transactions and their outcomes. */
-  readonly stats = { batches: 0, units: 0, txns: 0, conflicts: 0, unknown: 0, unavailable: 0 };
+  readonly stats = { batches: 0, units: 0, txns: 0, conflicts: 0, unknown: 0, unavailable: 0, watchLagged: 0 };
 
   constructor(
     private readonly kv: Kv,
@@ -100,8 +100,8 @@ export class ClusterUnits {
     private readonly layout: KeyLayout,
     private readonly node: string,
     private readonly log: Logger,
-    /** Resolves once the mirror has seen etcd up to `revision` (or after a while). */
-    private readonly caughtUp: (revision: number) => Promise<void>,
+    /** Resolves once the mirror has seen etcd up to `revision` (true), or after a while (false). */
+    private readonly caughtUp: (revision: number) => Promise<boolean>,
     /** After each committed batch of a network (the ledger recounts it). */
     private readonly committed: (network: string) => void,
     /** Why etcd is unreachable, for messages. */
@@ -196,7 +196,7 @@ export class ClusterUnits {
           const keys = [...plan.capture.consulted];
           const read = await this.kv.getMany(keys, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
           if (keys.length > 0) this.refresh(keys, read.entries, read.revision);
-          else await this.caughtUp(read.revision);
+          else await this.waitForWatch(read.revision);
           continue;
         } catch {
           // etcd unreachable: the copy's answer stands (a refusal records nothing)
@@ -216,9 +216,12 @@ export class ClusterUnits {
         if (!result.succeeded) {
           this.stats.conflicts++;
           if (lostLeaseRace(plan, result.current, this.layout)) this.routing.scatterCursors(network);
+          const moved = movedSince(plan, result.current);
           this.refresh(plan.reads, result.current, result.revision);
           if (attempt >= MAX_ATTEMPTS) return this.settleContended(items);
-          await this.caughtUp(result.revision);
+          // A key it compared moved: the copy has etcd's value now, so run again at once. Else
+          // a range compare failed (a reserved entry appeared), known only once the watch brings it.
+          if (!moved) await this.waitForWatch(result.revision);
           continue;
         }
         revision = result.revision;
@@ -372,6 +375,11 @@ export class ClusterUnits {
       }
     }
     return { writes, compares, reads, before };
+  }
+
+  /** Until the copy has etcd up to `revision`, at most a while; counts the waits that ran out (a lagging watch, or an etcd shared with other writers). */
+  private async waitForWatch(revision: number): Promise<void> {
+    if (!(await this.caughtUp(revision))) this.stats.watchLagged++;
   }
 
   /** etcd's current values of the keys a failed transaction compared. */
@@ -552,6 +560,19 @@ export function afterBatch(pending: number, answered: number, txnMs: number): Ne
   const callers = Math.min(pending + answered, MAX_UNITS_PER_BATCH);
   if (pending >= callers) return { kind: 'start' };
   return { kind: 'wait', callers, ms: Math.min(Math.max(txnMs, REJOIN_MIN_MS), REJOIN_MAX_MS) };
+}
+
+/**
+ * Whether one of the keys a failed transaction compared one by one is not as the batch saw it
+ * (its current entries, read in the same transaction). If none moved, a range compare failed.
+ */
+export function movedSince(plan: Pick<Plan, 'compares'>, current: ReadonlyArray<{ key: string; modRevision: number }>): boolean {
+  const found = new Map(current.map((e) => [e.key, e.modRevision]));
+  return plan.compares.some((c) => {
+    if (c.rangeEnd !== undefined) return false;
+    if (c.target === 'create') return found.has(c.key); // it was to be absent
+    return (found.get(c.key) ?? 0) !== c.value;
+  });
 }
 
 /** Whether a failed transaction found one of the IPs it would claim taken meanwhile (another node allocates there). */

@@ -99,6 +99,33 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect((await addErr(shared(a().socket), { containerId: 'g3', args: { RESERVOIR_GROUP: 'db' } })).code).toBe(103);
   });
 
+  it('answers the losers of a race for one reserved IP at once on an etcd that others write to (no wait for the watch)', async () => {
+    const client = await etcd.client();
+    const foreign = etcd.prefix('foreign');
+    let writing = true;
+    // another tenant of the same etcd: its writes move etcd's revision past anything of ours
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await client.put(`${foreign}${i % 50}`).value(String(i));
+    })();
+    try {
+      for (const node of [a(), b()]) await addOk(shared(node.socket), { containerId: `warm-${node.daemon.cluster!.health().node}` });
+      const lagged = () => nodes.reduce((sum, node) => sum + node.daemon.cluster!.health().stats.watchLagged, 0);
+      const before = lagged();
+      for (let round = 0; round < 3; round++) {
+        const ip = `10.90.0.${50 + round}`;
+        const outcomes = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => plugin('ADD', shared((i % 2 === 0 ? a() : b()).socket), { containerId: `race${round}-${i}`, args: { IP: ip } })),
+        );
+        expect(outcomes.filter((o) => o.exit === 0)).toHaveLength(1);
+        for (const lost of outcomes.filter((o) => o.exit !== 0)) expect((lost.out as { code: number }).code).toBe(101);
+      }
+      expect(lagged() - before).toBe(0);
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
   it('refuses, from any node, a change of a reserved entry that touches an in-use IP, naming every holder and its node', async () => {
     await addOk(shared(a().socket), { containerId: 'first' });
     await op(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.41-10.90.0.43', group: 'ops' } });

@@ -1,8 +1,10 @@
-// What follows a cluster batch (daemon/cluster/units.ts afterBatch): the callers it answered
-// are waited for, about one etcd round trip (2 to 10 ms), so that groups of callers share one
-// transaction.
+// A cluster batch's pure decisions (daemon/cluster/units.ts). afterBatch: the callers a batch
+// answered are waited for, about one etcd round trip (2 to 10 ms), so that groups of callers
+// share one transaction. movedSince: after a failed transaction, whether a key it compared moved
+// (run again at once) or a range compare failed (wait for the watch to bring the new entry).
 import { describe, expect, it } from 'vitest';
-import { afterBatch } from '../../../daemon/cluster/units.js';
+import type { KvCompare } from '../../../daemon/cluster/kv.js';
+import { afterBatch, movedSince } from '../../../daemon/cluster/units.js';
 
 describe('afterBatch', () => {
   it('waits for the callers just answered and those waiting, about one round trip', () => {
@@ -44,5 +46,25 @@ describe('afterBatch', () => {
         }
       }
     }
+  });
+});
+
+describe('movedSince', () => {
+  const mod = (key: string, value: number): KvCompare => ({ key, target: 'mod', result: 'equal', value });
+  const absent = (key: string): KvCompare => ({ key, target: 'create', result: 'equal', value: 0 });
+  const range = (key: string): KvCompare => ({ key, rangeEnd: `${key}~`, target: 'mod', result: 'less', value: 41 });
+  const compares = [absent('/l/10'), mod('/n/net', 7), range('/r/')];
+
+  it('says a key moved when one to be absent exists, or one seen changed or went away', () => {
+    expect(movedSince({ compares }, [{ key: '/l/10', modRevision: 42 }, { key: '/n/net', modRevision: 7 }])).toBe(true);
+    expect(movedSince({ compares }, [{ key: '/n/net', modRevision: 9 }])).toBe(true);
+    expect(movedSince({ compares }, [])).toBe(true); // the network's key is gone
+  });
+
+  it('says nothing moved when every key is as the batch saw it: a range compare failed', () => {
+    expect(movedSince({ compares }, [{ key: '/n/net', modRevision: 7 }])).toBe(false);
+    // entries of a range compare's keys are not single keys
+    expect(movedSince({ compares }, [{ key: '/n/net', modRevision: 7 }, { key: '/r/0a', modRevision: 50 }])).toBe(false);
+    expect(movedSince({ compares: [range('/r/')] }, [])).toBe(false);
   });
 });
