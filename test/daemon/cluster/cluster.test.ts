@@ -212,7 +212,8 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(refused.code).toBe(7);
     expect(refused.msg).toMatch(/cluster network whose pools were fixed when it was first registered/);
     expect(refused.msg).toContain('10.91.0.1-10.91.0.254');
-    expect((await op(b().socket, 'leases', { query: { network: 'shared' } })).leases).toHaveLength(1);
+    // node-b knows node-a's lease through its watch: a moment after node-a's answer
+    await waitFor(async () => ((await op(b().socket, 'leases', { query: { network: 'shared' } })).leases.length === 1 ? true : undefined), 3_000, 'node-b sees the one lease');
     const usage = (await op(b().socket, 'usage', { query: { network: 'shared' } })).networks[0];
     expect(usage.disagreement).toMatch(/pools were fixed/);
   });
