@@ -164,7 +164,8 @@ export class ClusterUnits {
         // deadline) spares a restart's first ADDs a needless 11; once a load has failed, etcd
         // is away and they get 11 at once.
         const loading = this.firstLoad();
-        const wait = Math.min(this.clock() + DEFAULT_TXN_MS, ...items.map((i) => i.deadline ?? Infinity)) - ANSWER_MARGIN_MS - MIN_TXN_MS - this.clock();
+        const started = this.clock();
+        const wait = etcdDeadline(items, started) - MIN_TXN_MS - started;
         if (loading && wait > 0) {
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([loading, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait)))]);
@@ -204,7 +205,7 @@ export class ClusterUnits {
       }
       this.stats.batches++;
       if (plan.writes.length === 0) return this.settle(network, items, plan, undefined);
-      const deadline = Math.min(now + DEFAULT_TXN_MS, ...items.map((i) => (i.deadline === undefined ? Infinity : i.deadline - ANSWER_MARGIN_MS)));
+      const deadline = etcdDeadline(items, now);
       let revision: number;
       const keys = plan.writes.map((w) => ('put' in w ? w.put : w.delete));
       for (const key of keys) this.sending.set(key, (this.sending.get(key) ?? 0) + 1);
@@ -542,6 +543,11 @@ export class ClusterUnits {
       item.reject(new ReservoirError('TRY_AGAIN_LATER', `the cluster network changed under this request ${MAX_ATTEMPTS} times in a row (other nodes claiming the same IPs); nothing was leased or changed; try again`));
     }
   }
+}
+
+/** When a batch's etcd call must be done: its callers' deadlines less what the answer needs, or DEFAULT_TXN_MS. */
+function etcdDeadline(items: readonly Pending[], now: number): number {
+  return Math.min(now + DEFAULT_TXN_MS, ...items.map((i) => (i.deadline === undefined ? Infinity : i.deadline - ANSWER_MARGIN_MS)));
 }
 
 export type NextBatch = { readonly kind: 'start' } | { readonly kind: 'idle' } | { readonly kind: 'wait'; readonly callers: number; readonly ms: number };
