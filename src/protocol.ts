@@ -138,7 +138,7 @@ export interface ClusterNodeReport {
   /** Epoch ms (the node's clock). */
   readonly startedAt: number;
   readonly writtenAt: number;
-  /** The etcd revision the node had followed when it counted its journal. */
+  /** The etcd revision the node's journal reflects when it counted it: what its copy had followed, or its own last commit if later. */
   readonly revision: number;
   readonly networks: Readonly<Record<string, ClusterJournalCounts>>;
   readonly lastCheck: {

@@ -136,7 +136,8 @@ export class NodeReports {
       version: this.version,
       startedAt: this.startedAt,
       now: this.now(),
-      revision: this.cluster.mirror.watched,
+      // what the journal reflects: this node's own commits count before their watch events arrive
+      revision: Math.max(this.cluster.mirror.watched, this.cluster.units.committedTo),
       journal,
       lastCheck: this.lastCheck,
       repairedAt: this.repairedAt,

@@ -88,6 +88,8 @@ export class ClusterUnits {
   /** Keys written by transactions sent and not yet settled: the watch may show them before the answer does. */
   private readonly sending = new Map<string, number>();
   private readonly session = randomBytes(4).toString('hex');
+  /** The revision of this node's last committed batch: its journal holds every change of its own up to there, whatever the watch has brought yet. */
+  committedTo = 0;
   /** For health and the benchmark: batches, units, etcd transactions and their outcomes. */
   readonly stats = { batches: 0, units: 0, txns: 0, conflicts: 0, unknown: 0, unavailable: 0, watchLagged: 0 };
 
@@ -423,6 +425,7 @@ export class ClusterUnits {
 
   /** A committed batch: the mirror takes its writes, the journal and history follow (one SQLite commit). */
   private commit(plan: Plan, revision: number): void {
+    this.committedTo = Math.max(this.committedTo, revision);
     this.mirror.apply(
       plan.writes.map((w) =>
         'put' in w
