@@ -73,7 +73,8 @@ describe('Kubernetes end to end (bundled plugin, reservoird process, fake API)',
     expect(await leasesOf(socket, 'e2ekube')).toHaveLength(1);
     await fake.up();
     await until('hold released once the API is back', async () => (await leasesOf(socket, 'e2ekube')).length === 0, 60_000);
-    expect(daemon.stderr).toContain('stateful hold released');
+    // the log line follows the release's commit (after the StatefulSet's record is updated) and reaches us by a pipe
+    await until('the release is logged', async () => daemon.stderr.includes('stateful hold released'), 5_000);
     // as packaged: the client came from its own bundle beside the daemon's, not from node_modules
     expect(daemon.stderr).toMatch(/"msg":"kubernetes integration on".*"client":"[^"]*\/kube-client\.cjs"/);
   }, 120_000);
