@@ -420,11 +420,13 @@ export class SqliteStore implements Store {
    */
   transactionUnsynced<T>(fn: () => T): T {
     if (this.db.inTransaction) return this.transaction(fn);
-    this.db.pragma('synchronous = NORMAL');
+    // exec, not pragma(): pragma() prepares a statement and collects its rows on every call, a
+    // cost every cluster ADD paid twice (a pair: ~11 us against ~1.5 us here)
+    this.db.exec('PRAGMA synchronous = NORMAL');
     try {
       return this.transaction(fn);
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.db.exec('PRAGMA synchronous = FULL');
     }
   }
 
