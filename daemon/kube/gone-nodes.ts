@@ -57,6 +57,28 @@ export function boundAttachmentsByNode(self: string, leases: Iterable<LeaseRecor
   return byNode;
 }
 
+/** About how many daemons ask the API about each other node in a pass, whatever the cluster's size. */
+export const ASKERS_PER_NODE = 2;
+
+/**
+ * The chance that this daemon asks about a given node in a pass, `others` being the other
+ * nodes it would ask about. Every daemon sees every node's attachments in its copy of etcd; if
+ * each asked about all the others, the API would get N x (N - 1) Node reads per resync (9,900
+ * per 30 s at 100 nodes). The other nodes are about as many as the daemons that could ask about
+ * one of them, so this chance keeps about ASKERS_PER_NODE reads per node per pass. Up to that
+ * many other nodes, every daemon asks about every one, as before.
+ */
+export function askProbability(others: number): number {
+  return others <= ASKERS_PER_NODE ? 1 : ASKERS_PER_NODE / others;
+}
+
+/** The nodes to ask the API about in this pass: each of `byNode` with askProbability. */
+export function nodesToAsk<T>(byNode: ReadonlyMap<string, T>, random: () => number): Map<string, T> {
+  const chance = askProbability(byNode.size);
+  if (chance >= 1) return new Map(byNode);
+  return new Map([...byNode].filter(() => random() < chance));
+}
+
 /**
  * Why the attachment's pod is gone from the node, or undefined when it may still run there: the
  * pod is gone when the API has no pod of that name (404), has one with another UID (a new pod),

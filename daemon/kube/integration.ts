@@ -13,7 +13,7 @@ import type { RunUnit } from '../reconciler.js';
 import type { LeaseRecord, Store } from '../store.js';
 import { type KubeClient, type KubeConnection, connect } from './client.js';
 import { type PodFacts, type StatefulSetFacts, podFacts, statefulSetFacts, statefulSetOwner } from './facts.js';
-import { type GoneNodeVerdict, boundAttachmentsByNode, boundPodOf, decideGoneNode } from './gone-nodes.js';
+import { type GoneNodeVerdict, boundAttachmentsByNode, boundPodOf, decideGoneNode, nodesToAsk } from './gone-nodes.js';
 import { type AddRequest, admit, decideHolds } from './policy.js';
 import { Reflector } from './reflector.js';
 
@@ -300,11 +300,12 @@ export class KubeIntegration {
    * Issue 11 rule 6: another node's attachments end once the API says, on reads taken now, that
    * its Node is gone (404) and that each one's pod is gone. One Node read per other node with
    * bound attachments, nothing more while every node exists; any failure or a fence: nothing
-   * ends this pass.
+   * ends this pass. With more than a few other nodes, only some of them each pass (nodesToAsk):
+   * the other daemons ask about the rest.
    */
   private async endGoneNodes(cluster: ClusterAttachments): Promise<void> {
     if (this.fence()) return;
-    for (const [node, attachments] of boundAttachmentsByNode(this.options.nodeName, cluster.attachmentsOfOtherNodes())) {
+    for (const [node, attachments] of nodesToAsk(boundAttachmentsByNode(this.options.nodeName, cluster.attachmentsOfOtherNodes()), Math.random)) {
       let pods: Map<string, PodFacts | undefined>;
       let podsOnNode: Set<string>;
       try {

@@ -3,7 +3,7 @@
 // no pod of its UID is still listed on the node. Every combination of the facts is tried.
 import { describe, expect, it } from 'vitest';
 import { podFacts } from '../../daemon/kube/facts.js';
-import { type GoneNodeFacts, boundAttachmentsByNode, boundPodOf, decideGoneNode } from '../../daemon/kube/gone-nodes.js';
+import { ASKERS_PER_NODE, type GoneNodeFacts, askProbability, boundAttachmentsByNode, boundPodOf, decideGoneNode, nodesToAsk } from '../../daemon/kube/gone-nodes.js';
 import type { LeaseRecord } from '../../daemon/store.js';
 
 const GONE = 'node-c';
@@ -52,6 +52,50 @@ describe('which attachments have a pod binding', () => {
     const byNode = boundAttachmentsByNode('node-a', leases);
     expect([...byNode.keys()]).toEqual(['node-b']);
     expect(byNode.get('node-b')!.map((l) => l.ip)).toEqual([1n, 2n]);
+  });
+});
+
+describe('which other nodes a daemon asks the API about in a pass', () => {
+  const othersOf = (n: number) => new Map<string, number>(Array.from({ length: n }, (_, i) => [`node-${i}`, i]));
+  /** A seeded generator (mulberry32), so that every run draws the same. */
+  const seeded = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+
+  it('asks about every other node while they are few', () => {
+    for (const n of [0, 1, ASKERS_PER_NODE]) {
+      expect(askProbability(n)).toBe(1);
+      expect([...nodesToAsk(othersOf(n), () => 0.999).keys()]).toEqual([...othersOf(n).keys()]);
+    }
+  });
+
+  it('keeps about ASKERS_PER_NODE reads per node per pass across the cluster, however many nodes', () => {
+    for (const n of [3, 10, 60, 250]) {
+      expect(askProbability(n)).toBeCloseTo(ASKERS_PER_NODE / n);
+      // n + 1 daemons, each asking about the n others, over 150 passes: reads of node-0 per pass
+      const random = seeded(n);
+      const others = othersOf(n);
+      let reads = 0;
+      let passesWithout = 0;
+      for (let pass = 0; pass < 150; pass++) {
+        let thisPass = 0;
+        for (let daemon = 0; daemon < n; daemon++) if (nodesToAsk(others, random).has('node-0')) thisPass++;
+        reads += thisPass;
+        if (thisPass === 0) passesWithout++;
+      }
+      expect(reads / 150).toBeGreaterThan(ASKERS_PER_NODE * 0.8);
+      expect(reads / 150).toBeLessThan(ASKERS_PER_NODE * 1.2);
+      // a gone node is asked about in most passes: (1 - 2/n)^n is at most e^-2, 14 %
+      expect(passesWithout / 150).toBeLessThan(0.25);
+    }
+  });
+
+  it('keeps what it picks whole: a node is asked about with all its attachments or not at all', () => {
+    const picked = nodesToAsk(othersOf(50), seeded(7));
+    for (const [node, value] of picked) expect(othersOf(50).get(node)).toBe(value);
   });
 });
 
