@@ -213,6 +213,20 @@ export function encodeApp(ips: ReadonlyArray<{ family: Family; ip: bigint }>, un
   return JSON.stringify({ ips: ips.map((x) => `${x.family}/${toKey(x.family, x.ip)}`).sort(), unit });
 }
 
+/** The IPs an app key's value names (none for a value this layout cannot read). */
+export function decodeApp(text: string): Array<{ family: Family; ip: bigint }> {
+  try {
+    const { ips } = JSON.parse(text) as { ips?: unknown };
+    if (!Array.isArray(ips)) return [];
+    return ips.flatMap((x) => {
+      const [family, key] = typeof x === 'string' ? x.split('/') : [];
+      return family && key ? [{ family: familyOf(family), ip: fromKey(key) }] : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
 /** The unit stamp of any value this layout writes. */
 export function unitOf(text: string): string | undefined {
   try {

@@ -36,6 +36,8 @@ export class Mirror {
   private readonly nodeChanges = new Map<string, number>();
   /** The node of each lease key's holder (what nodeChanges needs of the value a change replaces, without reading it back). */
   private readonly leaseNodes = new Map<string, string | null>();
+  /** Prefixes read whole at a revision the watch has not reached yet (refreshPrefix). */
+  private readonly wholeAt = new Map<string, number>();
 
   constructor(
     readonly layout: KeyLayout,
@@ -81,6 +83,7 @@ export class Mirror {
     this.networks.clear();
     this.nodeChanges.clear();
     this.leaseNodes.clear();
+    this.wholeAt.clear();
     this.store.transaction(() => {
       for (const e of entries) this.put(e.key, e.value, e.modRevision, e.createRevision, touched);
     });
@@ -109,6 +112,26 @@ export class Mirror {
     if (tell) for (const network of touched) this.changed(network);
   }
 
+  /** The revision up to which this copy holds every key under `prefix` as etcd had it. */
+  seenWhole(prefix: string): number {
+    return Math.max(this.watched, this.wholeAt.get(prefix) ?? 0);
+  }
+
+  /**
+   * Every key under `prefix` as etcd had it at `revision` (one complete read), ahead of the
+   * watch: applied as the watch would apply it (nothing newer of a key is undone; a key the read
+   * lacks is deleted at `revision`), and remembered for seenWhole.
+   */
+  refreshPrefix(prefix: string, entries: readonly KvEntry[], revision: number): void {
+    const found = new Set(entries.map((e) => e.key));
+    const gone = [...this.under(prefix)].filter(([key]) => !found.has(key));
+    this.apply([
+      ...entries.map((e) => ({ type: 'put' as const, ...e })),
+      ...gone.map(([key]) => ({ type: 'delete' as const, key, value: '', modRevision: revision, createRevision: 0 })),
+    ]);
+    if (revision > (this.wholeAt.get(prefix) ?? 0)) this.wholeAt.set(prefix, revision);
+  }
+
   /** The last revision known to have changed a lease of `node` in `network` (0: none seen). */
   nodeChangedAt(network: string, node: string): number {
     return this.nodeChanges.get(`${network}\u0000${node}`) ?? 0;
@@ -125,6 +148,7 @@ export class Mirror {
     if (revision <= this.watched) return;
     this.watched = revision;
     for (const [key, at] of this.tombstones) if (at <= revision) this.tombstones.delete(key);
+    for (const [prefix, at] of this.wholeAt) if (at <= revision) this.wholeAt.delete(prefix);
   }
 
   /** The journal's leases of this node, for a daemon that starts while etcd is away (DEL and CHECK work from them). */

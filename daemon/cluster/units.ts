@@ -17,8 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { ReservoirError } from '../../src/errors.js';
 import type { Logger } from '../log.js';
 import type { SqliteStore } from '../sqlite-store.js';
-import { type KeyLayout, encodeApp, encodeLease, encodeNetwork, encodeReserved, unitOf } from './keys.js';
-import { type Kv, type KvCompare, KvOutcomeUnknown, type KvWrite, prefixEnd } from './kv.js';
+import { type KeyLayout, decodeApp, encodeApp, encodeLease, encodeNetwork, encodeReserved, unitOf } from './keys.js';
+import { type Kv, type KvCompare, type KvEntry, KvOutcomeUnknown, type KvWrite, prefixEnd } from './kv.js';
 import { type Journal, attachedTo } from './journal.js';
 import type { Mirror } from './mirror.js';
 import { Capture, type RoutingStore } from './routing-store.js';
@@ -220,11 +220,22 @@ export class ClusterUnits {
           this.stats.conflicts++;
           if (lostLeaseRace(plan, result.current, this.layout)) this.routing.scatterCursors(network);
           const moved = movedSince(plan, result.current);
+          const named = this.leasesNamedByApps(plan.reads, result.current);
           this.refresh(plan.reads, result.current, result.revision);
           if (attempt >= MAX_ATTEMPTS) return this.settleContended(items);
+          // A stateful app's key says which IPs are the app's, and the copy decides from their
+          // leases: those must be etcd's too before running again, or a node that had not yet
+          // seen the app attached elsewhere would give it another IP.
+          if (named.length > 0 && !(await this.rereadKeys(named, items))) {
+            await this.waitForWatch(result.revision);
+            continue;
+          }
           // A key it compared moved: the copy has etcd's value now, so run again at once. Else
-          // a range compare failed (a reserved entry appeared), known only once the watch brings it.
-          if (!moved) await this.waitForWatch(result.revision);
+          // a range compare failed (a reserved entry appeared or changed): the network's reserved
+          // entries are read afresh when that is the only range compared, else the watch must
+          // bring it (on an etcd others write to, it never reports etcd's latest revision: the
+          // wait runs out).
+          if (!moved && !(await this.rereadReserved(network, plan, items))) await this.waitForWatch(result.revision);
           continue;
         }
         revision = result.revision;
@@ -360,11 +371,11 @@ export class ClusterUnits {
     }
     if (claims) {
       // no reserved entry appeared or changed since the batch looked (a dynamic claim must not land in a new one)
-      // Only `watched` bounds what this copy has seen whole: an entry it knows at a later revision
-      // (its own commit, a refresh) may have neighbours it has not seen yet; then the compare
-      // fails and the batch runs again once the watch has caught up.
+      // Only what the copy has seen whole bounds it (the watch's revision, or a complete read of
+      // the prefix): an entry it knows at a later revision (its own commit, a refresh) may have
+      // neighbours it has not seen yet; then the compare fails and the batch reads them afresh.
       const prefix = this.layout.reservedOf(network);
-      compares.push({ key: prefix, rangeEnd: prefixEnd(prefix), target: 'mod', result: 'less', value: this.mirror.watched + 1 });
+      compares.push({ key: prefix, rangeEnd: prefixEnd(prefix), target: 'mod', result: 'less', value: this.mirror.seenWhole(prefix) + 1 });
     }
     for (const key of reservedChanged) {
       // an entry changed or removed: no lease appeared in its addresses since the batch looked
@@ -378,6 +389,51 @@ export class ClusterUnits {
       }
     }
     return { writes, compares, reads, before };
+  }
+
+  /**
+   * The lease keys that the app keys among `keys` name, before (this copy) and after (etcd's
+   * `current`) a failed transaction, less `keys` themselves (refreshed already).
+   */
+  private leasesNamedByApps(keys: readonly string[], current: readonly KvEntry[]): string[] {
+    const now = new Map(current.map((e) => [e.key, e.value]));
+    const named = new Set<string>();
+    for (const key of keys) {
+      const parsed = this.layout.parse(key);
+      if (parsed?.kind !== 'app') continue;
+      for (const text of [this.mirror.entry(key)?.value, now.get(key)]) {
+        if (text !== undefined) for (const { family, ip } of decodeApp(text)) named.add(this.layout.lease(parsed.network, family, ip));
+      }
+    }
+    for (const key of keys) named.delete(key);
+    return [...named];
+  }
+
+  /** Read these keys afresh into the copy (one read); false when etcd cannot be read. */
+  private async rereadKeys(keys: readonly string[], items: readonly Pending[]): Promise<boolean> {
+    try {
+      const read = await this.kv.getMany(keys, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+      this.refresh(keys, read.entries, read.revision);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * After a failed range compare: when the only range the batch compared is the network's
+   * reserved entries, read them whole (one read) into the copy, and tell whether it did.
+   */
+  private async rereadReserved(network: string, plan: Plan, items: readonly Pending[]): Promise<boolean> {
+    const prefix = this.layout.reservedOf(network);
+    if (!plan.compares.every((c) => c.rangeEnd === undefined || c.key === prefix)) return false;
+    try {
+      const read = await this.kv.rangePrefix(prefix, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+      this.mirror.refreshPrefix(prefix, read.entries, read.revision);
+      return true;
+    } catch {
+      return false; // etcd unreachable: the next attempt finds out
+    }
   }
 
   /** Until the copy has etcd up to `revision`, at most a while; counts the waits that ran out (a lagging watch, or an etcd shared with other writers). */
@@ -419,7 +475,12 @@ export class ClusterUnits {
         return now === undefined || now.value !== plan.before.get(key);
       });
     }
-    if (!ours) this.refresh(keys, read.entries, read.revision);
+    if (!ours) {
+      // as after a failed transaction: an app key's IPs are read too before the batch runs again
+      const named = this.leasesNamedByApps(keys, read.entries);
+      this.refresh(keys, read.entries, read.revision);
+      if (named.length > 0 && !(await this.rereadKeys(named, []))) await this.waitForWatch(read.revision);
+    }
     return { ours, revision };
   }
 

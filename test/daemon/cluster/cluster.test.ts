@@ -2,6 +2,7 @@
 // node name) on a real three-member etcd: the method holds cluster-wide (issue 11, rules 2-8).
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { main } from '../../../ctl/main.js';
+import { KeyLayout, encodeApp, encodeLease } from '../../../daemon/cluster/keys.js';
 import { Cleanup } from '../../support/cleanup.js';
 import { describeWithPrereqs } from '../../support/describe-with-prereqs.js';
 import { type EtcdCluster, startEtcdCluster } from '../../support/etcd.js';
@@ -126,6 +127,36 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     }
   });
 
+  it('runs a claim again at once when a reserved entry changed under it, on an etcd that others write to (the reserved entries read afresh, no wait for the watch)', async () => {
+    const client = await etcd.client();
+    const foreign = etcd.prefix('foreign-reserved');
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await client.put(`${foreign}${i % 50}`).value(String(i));
+    })();
+    try {
+      await addOk(shared(a().socket), { containerId: 'warm-a' });
+      await addOk(shared(b().socket), { containerId: 'warm-b' });
+      const stats = () => ({ ...a().daemon.cluster!.health().stats });
+      const before = stats();
+      // node-b adds and removes an entry while node-a claims: node-a's claim, planned before its
+      // watch brings the change, fails on the range compare of the network's reserved entries
+      let rounds = 0;
+      for (; rounds < 100 && stats().conflicts - before.conflicts < 6; rounds++) {
+        const entry = '10.90.0.49';
+        const change = rounds % 2 === 0 ? op(b().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry, group: 'late' } }) : op(b().socket, 'reservedRemove', { params: { network: 'shared' }, query: { entry } });
+        // a refused change (the IP in use by the claim, or no entry to remove) writes nothing: no race that round
+        await Promise.all([addOk(shared(a().socket), { containerId: `x${rounds}` }), change.catch(() => undefined)]);
+        await delOk(shared(a().socket), { containerId: `x${rounds}` });
+      }
+      expect(stats().conflicts - before.conflicts, `range compare failures provoked in ${rounds} rounds`).toBeGreaterThanOrEqual(6);
+      expect(stats().watchLagged - before.watchLagged).toBe(0);
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
   it('refuses, from any node, a change of a reserved entry that touches an in-use IP, naming every holder and its node', async () => {
     await addOk(shared(a().socket), { containerId: 'first' });
     await op(a().socket, 'reservedAdd', { params: { network: 'shared' }, body: { entry: '10.90.0.41-10.90.0.43', group: 'ops' } });
@@ -177,6 +208,42 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     expect(await addOk(statefulConf(b().socket), { containerId: 'db0-b', args: pod('db-0') })).toEqual([ip]);
     const moved = await seen(a(), 'attached');
     expect(moved).toMatchObject({ state: 'attached', node: 'node-b', containerId: 'db0-b' });
+  });
+
+  it('gives a stateful app no second IP on a node whose copy had not yet seen the app attached elsewhere: 101, whoever raced', async () => {
+    // node-z (no daemon: nobody ends its attachments) attaches app default/db-N at IP .20+N by
+    // a transaction of its own, and node-b is asked for the same app at the same moment, before
+    // its watch can bring node-z's claim: node-b's claim of the app fails on the app's key, and
+    // the app's IPs must be read before it decides again
+    const layout = new KeyLayout(prefix);
+    const client = await etcd.client();
+    const statefulConf = (socket: string) => shared(socket, { defaultKind: 'stateful' });
+    await addOk(shared(b().socket), { containerId: 'warm-b' });
+    const conflicts = () => b().daemon.cluster!.health().stats.conflicts;
+    const before = conflicts();
+    let raced = 0;
+    for (let n = 0; n < 30 && conflicts() - before < 8; n++) {
+      const app = `default/db-${n}`;
+      const ip = 0x0a5a0014n + BigInt(n);
+      const lease = { network: 'shared', family: 4 as const, ip, containerId: `z${n}`, ifname: 'eth0', netns: '/var/run/netns/z', app, kind: 'stateful' as const, createdAt: Date.now(), detachedAt: null, podUid: null, ownerUid: null, ordinal: n, node: 'node-z' };
+      const keys = [layout.app('shared', app), layout.lease('shared', 4, ip)];
+      const direct = client.kv.txn({
+        compare: keys.map((key) => ({ key: Buffer.from(key), target: 'Create' as never, result: 'Equal' as never, create_revision: 0 })),
+        success: [
+          { request_put: { key: Buffer.from(keys[0]!), value: Buffer.from(encodeApp([{ family: 4, ip }], 'node-z/test/1')) } },
+          { request_put: { key: Buffer.from(keys[1]!), value: Buffer.from(encodeLease(lease, 'node-z/test/1')) } },
+        ],
+      });
+      const asked = plugin('ADD', statefulConf(b().socket), { containerId: `b${n}`, args: pod(`db-${n}`) });
+      const [{ succeeded }, answer] = await Promise.all([direct, asked]);
+      if (!succeeded) continue; // node-b's claim landed first: its answer stands, node-z's is the one refused
+      raced++;
+      expect(answer.exit, `node-b answered ${JSON.stringify(answer.out)} for ${app}, attached on node-z`).not.toBe(0);
+      expect((answer.out as { code: number }).code).toBe(101);
+      expect((answer.out as { msg: string }).msg).toContain('on node node-z');
+    }
+    expect(raced).toBeGreaterThan(0);
+    expect(conflicts() - before, 'node-b planned before its watch brought node-z\'s claim').toBeGreaterThanOrEqual(8);
   });
 
   it('release --node ends a gone node\'s attachments (stateful IPs stay held for their apps)', async () => {

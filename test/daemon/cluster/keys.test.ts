@@ -1,7 +1,7 @@
 // The pure parts of cluster networks: the etcd key layout (every key parses back to what made
 // it; keys sort like addresses) and where a node's round-robin starts in a range set.
 import { describe, expect, it } from 'vitest';
-import { KeyLayout, decodeLease, encodeLease, unitOf } from '../../../daemon/cluster/keys.js';
+import { KeyLayout, decodeApp, decodeLease, encodeApp, encodeLease, unitOf } from '../../../daemon/cluster/keys.js';
 import { prefixEnd } from '../../../daemon/cluster/kv.js';
 import { seededCursor } from '../../../daemon/cluster/routing-store.js';
 import { parseIp } from '../../../src/address.js';
@@ -68,4 +68,14 @@ describe('where a node starts in a range set', () => {
     expect(v6 >= parseIp('fd00::1').value && v6 <= parseIp('fd00::ffff').value).toBe(true);
     expect(seededCursor('4:10.0.0.5-10.0.0.5', 'a')).toBeUndefined();
   });
+});
+
+it('reads back the IPs an app key names, and nothing from a value it cannot read', () => {
+  const ips = [
+    { family: 4 as const, ip: 0x0a5a0014n },
+    { family: 6 as const, ip: 0xfd000000000000000000000000000001n },
+  ];
+  expect(decodeApp(encodeApp(ips, 'n/s/1'))).toEqual(ips);
+  expect(decodeApp(encodeApp([], 'n/s/1'))).toEqual([]);
+  for (const text of ['', 'not json', '{}', '{"ips":"4/0a5a0014"}', '{"ips":[7,null]}']) expect(decodeApp(text)).toEqual([]);
 });

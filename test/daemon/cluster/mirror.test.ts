@@ -1,7 +1,7 @@
 // The mirror's note of when each node's leases last changed (check compares a node's report only
 // with etcd's claims no later change explains): puts, moves between nodes, deletions, reloads.
 import { expect, it } from 'vitest';
-import { KeyLayout, encodeLease } from '../../../daemon/cluster/keys.js';
+import { KeyLayout, encodeLease, encodeReserved } from '../../../daemon/cluster/keys.js';
 import { Mirror } from '../../../daemon/cluster/mirror.js';
 
 const layout = new KeyLayout('/p');
@@ -63,6 +63,32 @@ it('overwrites a holder in place, frees an address on deletion, and skips what i
     // one list that changes a key twice: the newer revision stands, whatever the order
     mirror.apply([put(20n, 'a', 10), put(20n, 'b', 9)]);
     expect(mirror.store.leaseAt('n', 4, 20n)?.node).toBe('a');
+  } finally {
+    mirror.close();
+  }
+});
+
+it('takes a prefix read whole ahead of the watch: newer entries in, missing ones out, nothing newer undone; seen whole up to its revision', () => {
+  const mirror = new Mirror(layout, undefined);
+  const reserved = (start: bigint, group: string) =>
+    encodeReserved({ network: 'n', family: 4, start, end: start, group, note: null, source: 'operator', entry: `10.0.0.${start}`, namespaces: null }, 'u');
+  const entry = (start: bigint, group: string, rev: number) => ({ key: layout.reserved('n', 4, start), value: reserved(start, group), modRevision: rev, createRevision: rev });
+  const groups = () => mirror.store.listReserved('n').map((r) => [r.start, r.group]);
+  const prefix = layout.reservedOf('n');
+  try {
+    mirror.reload([entry(1n, 'a', 2), entry(2n, 'a', 2), entry(3n, 'a', 2)], 5);
+    expect(mirror.seenWhole(prefix)).toBe(5);
+    // the watch has brought 3 changed at 9 already; the read, at 8, has 1 changed at 7, 2 gone, 4 new
+    mirror.apply([{ type: 'put', ...entry(3n, 'c', 9) }]);
+    mirror.refreshPrefix(prefix, [entry(1n, 'b', 7), entry(3n, 'b', 6), entry(4n, 'b', 8)], 8);
+    expect(groups()).toEqual([[1n, 'b'], [3n, 'c'], [4n, 'b']]);
+    expect(mirror.seenWhole(prefix)).toBe(8);
+    expect(mirror.seenWhole(layout.reservedOf('m'))).toBe(5); // another network's: what the watch says
+    // the watch then brings what the read already had: nothing comes back, nothing changes
+    mirror.apply([{ type: 'put', ...entry(2n, 'a', 6) }, { type: 'put', ...entry(1n, 'a', 7) }]);
+    expect(groups()).toEqual([[1n, 'b'], [3n, 'c'], [4n, 'b']]);
+    mirror.watchedTo(12);
+    expect(mirror.seenWhole(prefix)).toBe(12);
   } finally {
     mirror.close();
   }
