@@ -48,6 +48,21 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
     });
   const [a, b, c] = [0, 1, 2].map((i) => () => nodes[i]!);
   const pod = (name: string) => ({ K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: name });
+  /** Runs `fn` while another tenant of the same etcd writes: its writes move etcd's revision past anything of ours. */
+  const whileOthersWrite = async (name: string, fn: () => Promise<void>) => {
+    const client = await etcd.client();
+    const foreign = etcd.prefix(name);
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) await client.put(`${foreign}${i % 50}`).value(String(i));
+    })();
+    try {
+      await fn();
+    } finally {
+      writing = false;
+      await writer;
+    }
+  };
 
   it('hands out every dynamic IP once across nodes, and a stateless DEL frees it for every node at once', async () => {
     const got = new Map<string, string>();
@@ -101,14 +116,7 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
   });
 
   it('answers the losers of a race for one reserved IP at once on an etcd that others write to (no wait for the watch)', async () => {
-    const client = await etcd.client();
-    const foreign = etcd.prefix('foreign');
-    let writing = true;
-    // another tenant of the same etcd: its writes move etcd's revision past anything of ours
-    const writer = (async () => {
-      for (let i = 0; writing; i++) await client.put(`${foreign}${i % 50}`).value(String(i));
-    })();
-    try {
+    await whileOthersWrite('foreign', async () => {
       for (const node of [a(), b()]) await addOk(shared(node.socket), { containerId: `warm-${node.daemon.cluster!.health().node}` });
       const lagged = () => nodes.reduce((sum, node) => sum + node.daemon.cluster!.health().stats.watchLagged, 0);
       const before = lagged();
@@ -121,20 +129,11 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
         for (const lost of outcomes.filter((o) => o.exit !== 0)) expect((lost.out as { code: number }).code).toBe(101);
       }
       expect(lagged() - before).toBe(0);
-    } finally {
-      writing = false;
-      await writer;
-    }
+    });
   });
 
   it('runs a claim again at once when a reserved entry changed under it, on an etcd that others write to (the reserved entries read afresh, no wait for the watch)', async () => {
-    const client = await etcd.client();
-    const foreign = etcd.prefix('foreign-reserved');
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) await client.put(`${foreign}${i % 50}`).value(String(i));
-    })();
-    try {
+    await whileOthersWrite('foreign-reserved', async () => {
       await addOk(shared(a().socket), { containerId: 'warm-a' });
       await addOk(shared(b().socket), { containerId: 'warm-b' });
       const stats = () => ({ ...a().daemon.cluster!.health().stats });
@@ -151,10 +150,7 @@ describeWithPrereqs('cluster networks on etcd', ['etcd'], () => {
       }
       expect(stats().conflicts - before.conflicts, `range compare failures provoked in ${rounds} rounds`).toBeGreaterThanOrEqual(6);
       expect(stats().watchLagged - before.watchLagged).toBe(0);
-    } finally {
-      writing = false;
-      await writer;
-    }
+    });
   });
 
   it('refuses, from any node, a change of a reserved entry that touches an in-use IP, naming every holder and its node', async () => {
