@@ -197,7 +197,7 @@ export class ClusterUnits {
         verified = true;
         try {
           const keys = [...plan.capture.consulted];
-          const read = await this.kv.getMany(keys, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+          const read = await this.kv.getMany(keys, this.readDeadline(items));
           if (keys.length > 0) this.refresh(keys, read.entries, read.revision);
           else await this.waitForWatch(read.revision);
           continue;
@@ -409,10 +409,15 @@ export class ClusterUnits {
     return [...named];
   }
 
+  /** A read's deadline: a second at most, and within every caller's own. */
+  private readDeadline(items: readonly Pending[]): number {
+    return Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity));
+  }
+
   /** Read these keys afresh into the copy (one read); false when etcd cannot be read. */
   private async rereadKeys(keys: readonly string[], items: readonly Pending[]): Promise<boolean> {
     try {
-      const read = await this.kv.getMany(keys, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+      const read = await this.kv.getMany(keys, this.readDeadline(items));
       this.refresh(keys, read.entries, read.revision);
       return true;
     } catch {
@@ -428,7 +433,7 @@ export class ClusterUnits {
     const prefix = this.layout.reservedOf(network);
     if (!plan.compares.every((c) => c.rangeEnd === undefined || c.key === prefix)) return false;
     try {
-      const read = await this.kv.rangePrefix(prefix, Math.min(this.clock() + 1_000, ...items.map((i) => i.deadline ?? Infinity)));
+      const read = await this.kv.rangePrefix(prefix, this.readDeadline(items));
       this.mirror.refreshPrefix(prefix, read.entries, read.revision);
       return true;
     } catch {
